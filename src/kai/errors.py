@@ -1,0 +1,106 @@
+"""The one exception tree of Kai's services.
+
+Services raise these; the API maps each class to an HTTP status in one place
+and the CLI prints their messages. Every class carries a stable ``code``.
+
+    KaiError
+    ├── InvalidInput              the request or its files are malformed
+    │   ├── UnsafeArchive         an archive breaks a safety rule
+    │   ├── InvalidImage          a file is not a readable, acceptable image
+    │   ├── InvalidCsv            a CSV mapping is malformed; names the row
+    │   └── InvalidDatasetLayout  files do not form a classification dataset
+    ├── TooLarge                  an upload or entry is over a configured limit
+    ├── NotFound                  the named resource does not exist
+    ├── Conflict                  the resource's state forbids the change
+    ├── NotAuthenticated          no valid credentials
+    ├── PermissionDenied          credentials lack the role for the action
+    ├── InsufficientStorage       not enough free disk space for the work
+    └── JobCancelled              a running job saw its cancellation request
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KaiError(Exception):
+    """Base of every error Kai raises on purpose."""
+
+    code = "kai_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class InvalidInput(KaiError):
+    """The request or the files it carries are malformed."""
+
+    code = "invalid_input"
+
+
+class UnsafeArchive(InvalidInput):
+    """An archive breaks a safety rule (paths, links, sizes, ratios, nesting)."""
+
+    code = "unsafe_archive"
+
+
+class InvalidImage(InvalidInput):
+    """A file is not an image Kai accepts (wrong magic, corrupt, too many pixels)."""
+
+    code = "invalid_image"
+
+
+class InvalidCsv(InvalidInput):
+    """A CSV mapping is malformed; the message names the row."""
+
+    code = "invalid_csv"
+
+
+class InvalidDatasetLayout(InvalidInput):
+    """The files do not form an image-classification dataset."""
+
+    code = "invalid_dataset_layout"
+
+
+class TooLarge(KaiError):
+    """An upload, archive or entry is over a configured limit."""
+
+    code = "too_large"
+
+
+class NotFound(KaiError):
+    """The named resource does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(KaiError):
+    """The resource's current state forbids the change."""
+
+    code = "conflict"
+
+
+class NotAuthenticated(KaiError):
+    """The request carries no valid credentials."""
+
+    code = "not_authenticated"
+
+
+class PermissionDenied(KaiError):
+    """The credentials are valid but lack the role for the action."""
+
+    code = "permission_denied"
+
+
+class InsufficientStorage(KaiError):
+    """There is not enough free disk space for the work."""
+
+    code = "insufficient_storage"
+
+
+class JobCancelled(KaiError):
+    """A running job observed that its cancellation was requested."""
+
+    code = "job_cancelled"

@@ -1,0 +1,1 @@
+"""Jobs: records, leases, runners (local and Celery), events and the reconciler."""

@@ -1,0 +1,342 @@
+"""Blobs stored once under the SHA-256 of their bytes.
+
+Writes are atomic: bytes stream into a temporary file while being hashed,
+the file is flushed and fsynced, then renamed to its address. A reader
+never sees a partial blob, and a crash leaves only a temporary file that
+garbage collection removes later.
+
+Layout: ``<root>/ab/cd/abcd...`` for blobs and ``<root>/tmp/`` for writes
+in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import fsspec
+
+from kai.errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class BlobWriter(Protocol):
+    """A blob being written; ``commit`` makes it visible under its hash."""
+
+    def write(self, data: bytes) -> None:
+        """Append bytes."""
+
+    def commit(self) -> str:
+        """Finish the write and return the SHA-256 address."""
+
+    def abort(self) -> None:
+        """Drop what was written."""
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage."""
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` and return its SHA-256."""
+
+    def put_file(self, path: Path) -> str:
+        """Store the file at ``path`` and return its SHA-256."""
+
+    def writer(self) -> BlobWriter:
+        """Start a streaming write."""
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored."""
+
+    def open(self, sha256: str) -> IO[bytes]:
+        """Open the blob for reading; raises NotFound if it is missing."""
+
+    def read_bytes(self, sha256: str) -> bytes:
+        """The blob's bytes."""
+
+    def size(self, sha256: str) -> int:
+        """The blob's size in bytes."""
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A local path to the blob when the store is local, else None."""
+
+    def delete(self, sha256: str) -> None:
+        """Remove the blob if present."""
+
+    def iter_hashes(self) -> Iterator[tuple[str, float]]:
+        """Every stored blob with its modification time (seconds since the epoch)."""
+
+    def remove_stale_temporaries(self, older_than_seconds: float) -> int:
+        """Remove unfinished writes older than the given age; returns how many."""
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """Open the blob store for a path or an fsspec URL such as ``s3://bucket/prefix``."""
+    if "://" not in url or url.startswith("file://"):
+        return LocalBlobStore(Path(url.removeprefix("file://")))
+    return RemoteBlobStore(url)
+
+
+def _check_address(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise NotFound(f"Blob address {sha256!r} is not a SHA-256 hex digest")
+    return sha256
+
+
+class _LocalWriter:
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._tmp = store.tmp_dir / f"{secrets.token_hex(16)}.part"
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit or abort
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._size += len(data)
+        self._file.write(data)
+
+    def commit(self) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        sha256 = self._hash.hexdigest()
+        target = self._store.path_for(sha256)
+        if target.exists():
+            self._tmp.unlink(missing_ok=True)
+            return sha256
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, target)
+        return sha256
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalBlobStore:
+    """Blobs in a local folder.
+
+    Args:
+        root: The folder; created when missing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        """The path a blob lives at (whether or not it exists)."""
+        _check_address(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def writer(self) -> BlobWriter:
+        return _LocalWriter(self)
+
+    def put_bytes(self, data: bytes) -> str:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self.path_for(sha256).exists():
+            return sha256
+        writer = self.writer()
+        writer.write(data)
+        return writer.commit()
+
+    def put_file(self, path: Path) -> str:
+        writer = self.writer()
+        try:
+            with open(path, "rb") as source:
+                while chunk := source.read(CHUNK_BYTES):
+                    writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def open(self, sha256: str) -> IO[bytes]:
+        try:
+            return open(self.path_for(sha256), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"Blob {sha256} is not stored") from exc
+
+    def read_bytes(self, sha256: str) -> bytes:
+        with self.open(sha256) as source:
+            return source.read()
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.path_for(sha256).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"Blob {sha256} is not stored") from exc
+
+    def local_path(self, sha256: str) -> Path | None:
+        return self.path_for(sha256)
+
+    def delete(self, sha256: str) -> None:
+        self.path_for(sha256).unlink(missing_ok=True)
+
+    def iter_hashes(self) -> Iterator[tuple[str, float]]:
+        for first in self.root.iterdir():
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for path in first.glob("??/*"):
+                if len(path.name) == 64:
+                    yield path.name, path.stat().st_mtime
+
+    def remove_stale_temporaries(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+class _RemoteWriter:
+    """Stages the bytes in a local temporary file, then uploads them once."""
+
+    def __init__(self, store: RemoteBlobStore) -> None:
+        self._store = store
+        self._local = _LocalWriter(store.staging)
+
+    def write(self, data: bytes) -> None:
+        self._local.write(data)
+
+    def commit(self) -> str:
+        sha256 = self._local.commit()
+        staged = self._store.staging.path_for(sha256)
+        try:
+            if not self._store.exists(sha256):
+                self._store.upload(staged, sha256)
+        finally:
+            staged.unlink(missing_ok=True)
+        return sha256
+
+    def abort(self) -> None:
+        self._local.abort()
+
+
+class RemoteBlobStore:
+    """Blobs in any fsspec filesystem, such as an S3-compatible bucket.
+
+    Uploads go to a temporary key first and are then moved to their address,
+    so a reader of the address never sees a partial object.
+
+    Args:
+        url: ``protocol://bucket/prefix``.
+        storage_options: Passed to fsspec (endpoint, credentials).
+        staging_dir: Local scratch for streaming writes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        staging_dir: Path | None = None,
+    ) -> None:
+        self.fs, self.prefix = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self.prefix = self.prefix.rstrip("/")
+        staging = staging_dir or Path(os.environ.get("KAI_DATA_DIR", "./kai-data")) / "staging"
+        self.staging = LocalBlobStore(staging)
+
+    def _key(self, sha256: str) -> str:
+        _check_address(sha256)
+        return f"{self.prefix}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def upload(self, path: Path, sha256: str) -> None:
+        """Upload a local file to the blob's address through a temporary key."""
+        tmp_key = f"{self.prefix}/tmp/{secrets.token_hex(16)}"
+        self.fs.put_file(str(path), tmp_key)
+        try:
+            self.fs.mv(tmp_key, self._key(sha256))
+        except BaseException:
+            self.fs.rm_file(tmp_key)
+            raise
+
+    def writer(self) -> BlobWriter:
+        return _RemoteWriter(self)
+
+    def put_bytes(self, data: bytes) -> str:
+        writer = self.writer()
+        writer.write(data)
+        return writer.commit()
+
+    def put_file(self, path: Path) -> str:
+        writer = self.writer()
+        try:
+            with open(path, "rb") as source:
+                while chunk := source.read(CHUNK_BYTES):
+                    writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()
+
+    def exists(self, sha256: str) -> bool:
+        return bool(self.fs.exists(self._key(sha256)))
+
+    def open(self, sha256: str) -> IO[bytes]:
+        try:
+            handle: IO[bytes] = self.fs.open(self._key(sha256), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"Blob {sha256} is not stored") from exc
+        return handle
+
+    def read_bytes(self, sha256: str) -> bytes:
+        with self.open(sha256) as source:
+            return source.read()
+
+    def size(self, sha256: str) -> int:
+        try:
+            return int(self.fs.size(self._key(sha256)))
+        except FileNotFoundError as exc:
+            raise NotFound(f"Blob {sha256} is not stored") from exc
+
+    def local_path(self, sha256: str) -> Path | None:
+        return None
+
+    def delete(self, sha256: str) -> None:
+        key = self._key(sha256)
+        if self.fs.exists(key):
+            self.fs.rm_file(key)
+
+    def iter_hashes(self) -> Iterator[tuple[str, float]]:
+        for key, info in self.fs.find(self.prefix, detail=True).items():
+            name = key.rsplit("/", 1)[-1]
+            if len(name) == 64 and "/tmp/" not in key:
+                yield name, _modified_seconds(info)
+
+    def remove_stale_temporaries(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = self.staging.remove_stale_temporaries(older_than_seconds)
+        tmp_prefix = f"{self.prefix}/tmp"
+        if not self.fs.exists(tmp_prefix):
+            return removed
+        for key, info in self.fs.find(tmp_prefix, detail=True).items():
+            if _modified_seconds(info) < cutoff:
+                self.fs.rm_file(key)
+                removed += 1
+        return removed
+
+
+def _modified_seconds(info: dict[str, Any]) -> float:
+    modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if modified is None:
+        return time.time()
+    if isinstance(modified, int | float):
+        return float(modified)
+    return float(modified.timestamp())
