@@ -6,6 +6,7 @@ and the CLI prints their messages. Every class carries a stable ``code``.
     KaiError
     ├── InvalidInput              the request or its files are malformed
     │   ├── UnsafeArchive         an archive breaks a safety rule
+    │   │   └── CorruptArchive    an archive is damaged or not a ZIP at all
     │   ├── InvalidImage          a file is not a readable, acceptable image
     │   ├── InvalidCsv            a CSV mapping is malformed; names the row
     │   └── InvalidDatasetLayout  files do not form a classification dataset
@@ -14,6 +15,7 @@ and the CLI prints their messages. Every class carries a stable ``code``.
     ├── Conflict                  the resource's state forbids the change
     ├── NotAuthenticated          no valid credentials
     ├── PermissionDenied          credentials lack the role for the action
+    │   └── CsrfFailed            a cookie request lacks its session's CSRF token
     ├── InsufficientStorage       not enough free disk space for the work
     └── JobCancelled              a running job saw its cancellation request
 """
@@ -44,6 +46,12 @@ class UnsafeArchive(InvalidInput):
     """An archive breaks a safety rule (paths, links, sizes, ratios, nesting)."""
 
     code = "unsafe_archive"
+
+
+class CorruptArchive(UnsafeArchive):
+    """An archive is damaged, truncated or not a ZIP archive at all."""
+
+    code = "corrupt_archive"
 
 
 class InvalidImage(InvalidInput):
@@ -92,6 +100,12 @@ class PermissionDenied(KaiError):
     """The credentials are valid but lack the role for the action."""
 
     code = "permission_denied"
+
+
+class CsrfFailed(PermissionDenied):
+    """A state-changing request signed in by cookie lacks its session's CSRF token."""
+
+    code = "csrf_failed"
 
 
 class InsufficientStorage(KaiError):

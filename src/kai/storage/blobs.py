@@ -112,6 +112,8 @@ class _LocalWriter:
         sha256 = self._hash.hexdigest()
         target = self._store.path_for(sha256)
         if target.exists():
+            # A fresh mtime tells garbage collection that an import is re-using this blob.
+            os.utime(target)
             self._tmp.unlink(missing_ok=True)
             return sha256
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +147,9 @@ class LocalBlobStore:
 
     def put_bytes(self, data: bytes) -> str:
         sha256 = hashlib.sha256(data).hexdigest()
-        if self.path_for(sha256).exists():
+        target = self.path_for(sha256)
+        if target.exists():
+            os.utime(target)
             return sha256
         writer = self.writer()
         writer.write(data)
@@ -219,8 +223,9 @@ class _RemoteWriter:
         sha256 = self._local.commit()
         staged = self._store.staging.path_for(sha256)
         try:
-            if not self._store.exists(sha256):
-                self._store.upload(staged, sha256)
+            # Uploading again even when the object exists refreshes its modification
+            # time, which keeps garbage collection away from a blob an import re-uses.
+            self._store.upload(staged, sha256)
         finally:
             staged.unlink(missing_ok=True)
         return sha256
