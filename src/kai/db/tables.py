@@ -153,6 +153,10 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the job ends failed or cancelled; cleared by the worker that runs on_failure.
+    failure_hook_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the reconciler last re-sent "job N is ready" for this queued job.
+    redispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

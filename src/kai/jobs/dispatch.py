@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from kai.config import Settings
+
 
 class Dispatcher(Protocol):
     """Delivers "job N is ready" to whoever runs jobs."""
@@ -22,3 +24,13 @@ class PollingDispatcher:
 
     def dispatch(self, job_id: int) -> None:
         return None
+
+
+def create_dispatcher(settings: Settings) -> Dispatcher:
+    """Celery when ``KAI_BROKER_URL`` is set, else polling local workers."""
+    if not settings.broker_url:
+        return PollingDispatcher()
+    # Celery is imported only where a broker is configured.
+    from kai.jobs.celery_app import CeleryDispatcher, create_celery_app
+
+    return CeleryDispatcher(create_celery_app(settings))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 18:49:52.899674
+Create Date: 2026-12-03 18:56:16.615640
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("idempotency_key", sa.String(length=128), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+        sa.Column("failure_hook_pending", sa.Boolean(), nullable=False),
+        sa.Column("redispatched_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("progress", sa.Float(), nullable=False),
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
