@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WEB_STAMP := src/kai/web/dist/index.html
-WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/vite.config.ts -type f 2>/dev/null)
+WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/vite.config.ts web/tsconfig.json web/tsconfig.node.json -type f 2>/dev/null)
 
 .PHONY: run test lint typecheck pytest pytest-postgres browser-deps web clean
 

@@ -1,0 +1,64 @@
+// Dataset upload over XMLHttpRequest, which, unlike fetch, reports upload progress.
+import { csrfToken } from "./csrf";
+import { networkError, toApiError } from "./errors";
+import type { UploadAnswer } from "./types";
+
+/** What the upload form collects. */
+export interface DatasetUpload {
+  file: File;
+  images: File | null;
+  name: string;
+  description: string;
+}
+
+/** Bytes sent so far out of the total, as the browser reports them. */
+export interface UploadProgress {
+  sentBytes: number;
+  totalBytes: number;
+}
+
+const UPLOAD_PATH = "/api/admin/datasets/upload";
+
+function formFor(upload: DatasetUpload): FormData {
+  const form = new FormData();
+  form.append("file", upload.file);
+  if (upload.images) form.append("images", upload.images);
+  form.append("name", upload.name);
+  form.append("description", upload.description);
+  return form;
+}
+
+function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/** Sends the files and resolves with the new dataset's id and its import job. */
+export function uploadDataset(
+  upload: DatasetUpload,
+  onProgress: (progress: UploadProgress) => void,
+  signal?: AbortSignal,
+): Promise<UploadAnswer> {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", UPLOAD_PATH);
+    request.withCredentials = true;
+    const token = csrfToken();
+    if (token) request.setRequestHeader("X-CSRF-Token", token);
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress({ sentBytes: event.loaded, totalBytes: event.total });
+    };
+    request.onload = () => {
+      const body = parseBody(request.responseText);
+      if (request.status >= 200 && request.status < 300) resolve(body as UploadAnswer);
+      else reject(toApiError(body, request.status));
+    };
+    request.onerror = () => reject(networkError());
+    request.onabort = () => reject(new DOMException("Upload cancelled", "AbortError"));
+    signal?.addEventListener("abort", () => request.abort());
+    request.send(formFor(upload));
+  });
+}

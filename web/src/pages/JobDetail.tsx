@@ -1,0 +1,187 @@
+// One job: live progress, metrics per epoch and the event log over /ws/training.
+import { useEffect, useRef, useState } from "react";
+
+import { api, unwrap } from "../api/client";
+import { describeError } from "../api/errors";
+import { describeEvent, useJobStream } from "../api/training";
+import type { LiveEvent, StreamState } from "../api/training";
+import type { Job } from "../api/types";
+import { isFinished } from "../api/types";
+import { Card, ErrorNotice, Loading, ProgressBar, StatusBadge } from "../components/ui";
+import { formatDuration, formatPercent, formatTime } from "../format";
+import { useResource } from "../resource";
+import { href } from "../router";
+import { jobTypeLabel } from "./Jobs";
+
+function MetricsTable({ events }: { events: LiveEvent[] }) {
+  const rows = events.filter((event) => event.type === "metrics" && event.metrics);
+  if (rows.length === 0) return null;
+  const names = [...new Set(rows.flatMap((event) => Object.keys(event.metrics ?? {})))];
+  return (
+    <Card title="Metrics per epoch">
+      <table className="table compact" aria-label="Metrics per epoch">
+        <thead>
+          <tr>
+            <th>Epoch</th>
+            {names.map((name) => (
+              <th key={name} className="numeric">
+                {name}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((event) => (
+            <tr key={event.seq}>
+              <td>{event.epoch ?? "—"}</td>
+              {names.map((name) => {
+                const value = event.metrics?.[name];
+                return (
+                  <td key={name} className="numeric">
+                    {value === undefined ? "—" : value.toFixed(4)}
+                  </td>
+                );
+              })}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Card>
+  );
+}
+
+function EventLog({ events }: { events: LiveEvent[] }) {
+  const list = useRef<HTMLOListElement>(null);
+  // Keep the newest event in view inside the log, without scrolling the page.
+  useEffect(() => {
+    if (list.current) list.current.scrollTop = list.current.scrollHeight;
+  }, [events.length]);
+  return (
+    <Card title="Events">
+      {events.length === 0 ? (
+        <p className="muted">No events yet.</p>
+      ) : (
+        <ol className="event-log" aria-label="Events" ref={list}>
+          {events.map((event) => (
+            <li key={event.seq} className={`event event-${event.type}`}>
+              <span className="event-seq">{event.seq}</span>
+              <span className="event-type">{event.type}</span>
+              <span className="event-text">{describeEvent(event)}</span>
+            </li>
+          ))}
+        </ol>
+      )}
+    </Card>
+  );
+}
+
+function ResultLinks({ result }: { result: Record<string, unknown> }) {
+  const datasetId = result["datasetId"];
+  if (typeof datasetId !== "number") return null;
+  return (
+    <p className="result-links">
+      <a href={href({ page: "dataset", datasetId })}>Open the dataset</a>
+    </p>
+  );
+}
+
+function Overview({ job, progress }: { job: Job; progress: number }) {
+  return (
+    <Card title="Overview">
+      <div className="row-between">
+        <StatusBadge status={job.status} />
+        <span className="muted">{formatPercent(progress)}</span>
+      </div>
+      <ProgressBar value={progress} label="Job progress" />
+      <dl className="facts">
+        <div>
+          <dt>Created</dt>
+          <dd>{formatTime(job.createdAt)}</dd>
+        </div>
+        <div>
+          <dt>Started</dt>
+          <dd>{formatTime(job.startedAt)}</dd>
+        </div>
+        <div>
+          <dt>Finished</dt>
+          <dd>{formatTime(job.finishedAt)}</dd>
+        </div>
+        <div>
+          <dt>Took</dt>
+          <dd>{formatDuration(job.startedAt, job.finishedAt) ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>Attempts</dt>
+          <dd>{job.attempts}</dd>
+        </div>
+      </dl>
+      {job.error && <ErrorNotice message={job.error} />}
+      {job.result && <ResultLinks result={job.result} />}
+    </Card>
+  );
+}
+
+function liveLine(job: Job, state: StreamState): string {
+  if (isFinished(job.status)) return `Finished ${formatTime(job.finishedAt)}`;
+  if (state === "live") return "Live updates: connected";
+  return `Live updates: ${state}…`;
+}
+
+export function JobDetail({ jobId }: { jobId: number }) {
+  const stream = useJobStream(jobId);
+  const job = useResource(
+    () => unwrap(api.GET("/api/admin/jobs/{job_id}", { params: { path: { job_id: jobId } } })),
+    [jobId, stream.outcome],
+    { refreshMs: 3000, keepRefreshing: (j) => !isFinished(j.status) },
+  );
+  const [cancelError, setCancelError] = useState<string | null>(null);
+  const data = job.data;
+
+  const cancel = async () => {
+    setCancelError(null);
+    try {
+      await unwrap(
+        api.POST("/api/admin/jobs/{job_id}/cancel", { params: { path: { job_id: jobId } } }),
+      );
+      job.reload();
+    } catch (reason) {
+      setCancelError(describeError(reason));
+    }
+  };
+
+  const progress = stream.progress ?? data?.progress ?? 0;
+  return (
+    <div className="page">
+      <p className="breadcrumb">
+        <a href={href({ page: "jobs" })}>Jobs</a> /
+      </p>
+      {job.error && <ErrorNotice message={job.error} onRetry={job.reload} />}
+      {!data && !job.error && <Loading what="the job" />}
+      {data && (
+        <>
+          <header className="page-header">
+            <div>
+              <h1>
+                Job #{data.id} <span className="muted">· {jobTypeLabel(data.type)}</span>
+              </h1>
+              <p className="muted small">{liveLine(data, stream.state)}</p>
+            </div>
+            {!isFinished(data.status) && (
+              <button type="button" className="button-danger" onClick={() => void cancel()}>
+                Cancel job
+              </button>
+            )}
+          </header>
+          {cancelError && <ErrorNotice message={cancelError} />}
+          {stream.problem && <ErrorNotice message={`Live updates stopped: ${stream.problem}`} />}
+          <Overview
+            job={data}
+            progress={isFinished(data.status) && data.status === "succeeded" ? 1 : progress}
+          />
+          <MetricsTable events={stream.events} />
+          <EventLog events={stream.events} />
+        </>
+      )}
+    </div>
+  );
+}
