@@ -1,0 +1,1 @@
+"""Routers, one module per noun; :mod:`kai.api.app` includes each of them explicitly."""
