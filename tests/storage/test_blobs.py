@@ -214,3 +214,31 @@ def test_remote_remove_stale_temporaries(remote: RemoteBlobStore, s3_bucket: str
     assert remote.remove_stale_temporaries(0) == 1
     remote.fs.invalidate_cache()
     assert not remote.fs.exists(f"{s3_bucket}/blobs/tmp/abandoned")
+
+
+def test_local_batch_makes_blobs_visible_only_after_flush(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    batch = store.batch()
+
+    first = batch.put_bytes(b"first image")
+    again = batch.put_bytes(b"first image")
+    second = batch.put_bytes(b"second image")
+
+    assert first == again == hashlib.sha256(b"first image").hexdigest()
+    assert not store.exists(first) and not store.exists(second)
+    batch.flush()
+    assert store.read_bytes(first) == b"first image"
+    assert store.read_bytes(second) == b"second image"
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_local_batch_reuses_a_blob_already_stored(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    sha256 = store.put_bytes(b"shared")
+    batch = store.batch()
+
+    assert batch.put_bytes(b"shared") == sha256
+    batch.flush()
+
+    assert store.read_bytes(sha256) == b"shared"
+    assert list(store.tmp_dir.iterdir()) == []

@@ -29,7 +29,7 @@ from kai.datasets.splits import SplitItem, assign_splits
 from kai.db.tables import Split
 from kai.errors import InvalidImage
 from kai.security.images import ImageLimits, process_image
-from kai.storage.blobs import BlobStore
+from kai.storage.blobs import BlobBatch, BlobStore
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ class Ingester:
         check_cancelled: Callable[[], None] | None = None,
     ) -> None:
         self._blobs = blobs
+        self._batch: BlobBatch = blobs.batch()
         self._settings = settings
         self._limits = ImageLimits.from_settings(settings)
         self._progress = progress or (lambda done, total: None)
@@ -162,7 +163,10 @@ class Ingester:
             UnsafeArchive: An archive entry broke a safety rule while streaming.
         """
         budget = BadFileBudget(self._settings, len(layout.files))
+        self._batch = self._blobs.batch()
         samples = self._store_all(files, layout.files, budget)
+        # Durable before the caller's transaction makes a version refer to them.
+        self._batch.flush()
         planned = (PlannedFile(s.original_name, s.label) for s in samples)
         require_classes(planned, min_classes=min_classes)
         result = IngestResult(samples, [*layout.skipped, *budget.bad], len(budget.bad))
@@ -235,14 +239,7 @@ class Ingester:
         )
 
     def _put(self, data: bytes) -> str:
-        # One pass hashes and writes; the store drops the copy if the blob exists.
-        writer = self._blobs.writer()
-        try:
-            writer.write(data)
-        except BaseException:
-            writer.abort()
-            raise
-        return writer.commit()
+        return self._batch.put_bytes(data)
 
     def _assign_splits(self, result: IngestResult, layout: Layout) -> None:
         if layout.has_splits and all(sample.split for sample in result.samples):

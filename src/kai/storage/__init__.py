@@ -1,6 +1,7 @@
 """Content-addressed blob storage: a local folder or any fsspec store."""
 
 from kai.storage.blobs import (
+    BlobBatch,
     BlobStore,
     BlobWriter,
     LocalBlobStore,
@@ -8,4 +9,11 @@ from kai.storage.blobs import (
     open_blob_store,
 )
 
-__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "RemoteBlobStore", "open_blob_store"]
+__all__ = [
+    "BlobBatch",
+    "BlobStore",
+    "BlobWriter",
+    "LocalBlobStore",
+    "RemoteBlobStore",
+    "open_blob_store",
+]
