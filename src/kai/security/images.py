@@ -141,14 +141,17 @@ def process_image(data: bytes, limits: ImageLimits, *, name: str) -> ProcessedIm
         width, height = image.size
         mode = image.mode
         orientation = _orientation(image)
+        needs_reduced = max(width, height) > limits.reduced_size_px or orientation != 1
         if image_format is ImageFormat.JPEG:
-            _draft(image, limits.reduced_size_px)
+            # Without a copy to make, the smallest scale still reads every byte of
+            # the stream, which is what catches a truncated or corrupt file.
+            _draft(image, limits.reduced_size_px if needs_reduced else 1)
         image.load()
 
         if orientation in _TRANSPOSING_ORIENTATIONS:
             width, height = height, width
         reduced, reduced_format = None, None
-        if max(width, height) > limits.reduced_size_px or orientation != 1:
+        if needs_reduced:
             upright = ImageOps.exif_transpose(image)
             reduced, reduced_format = _encode_reduced(upright, limits.reduced_size_px)
     return ProcessedImage(
