@@ -23,7 +23,7 @@ from typing import Protocol
 from kai.config import Settings
 from kai.datasets.layouts import SkippedFile
 from kai.errors import InvalidInput, NotFound, PermissionDenied, TooLarge
-from kai.security.archives import ArchiveEntry, ArchiveLimits, SafeZip
+from kai.security.archives import ArchiveEntry, ArchiveLimits, SafeZip, SkipReason
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,12 @@ class ZipFileSet:
     @property
     def skipped(self) -> list[SkippedFile]:
         archive = self._require_open()
-        return [SkippedFile(item.name, item.reason) for item in archive.skipped]
+        # Folder entries carry no data; listing them would bury the files that were skipped.
+        return [
+            SkippedFile(item.name, item.reason)
+            for item in archive.skipped
+            if item.reason is not SkipReason.DIRECTORY
+        ]
 
     def read(self, name: str) -> bytes:
         archive = self._require_open()
