@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     max_bad_fraction: float = 0.2
     min_free_bytes: int = 512 * MIB
 
+    max_download_bytes: int = 20 * GIB
+    max_download_redirects: int = 5
+    download_connect_timeout_seconds: float = 10.0
+    download_read_timeout_seconds: float = 60.0
+    download_total_timeout_seconds: float = 6 * 3600.0
+    allow_http_downloads: bool = False  # plain HTTP lets anyone on the path swap the file
+
     reduced_size_px: int = 512
     thumbnail_size_px: int = 160
     split_seed: int = 42
@@ -56,6 +63,7 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     poll_seconds: float = 0.5
     blob_grace_seconds: float = 24 * 3600.0
+    gc_interval_seconds: float = 6 * 3600.0  # 0 turns the workers' periodic collection off
 
     @cached_property
     def resolved_data_dir(self) -> Path:

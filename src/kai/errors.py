@@ -9,7 +9,11 @@ and the CLI prints their messages. Every class carries a stable ``code``.
     │   │   └── CorruptArchive    an archive is damaged or not a ZIP at all
     │   ├── InvalidImage          a file is not a readable, acceptable image
     │   ├── InvalidCsv            a CSV mapping is malformed; names the row
-    │   └── InvalidDatasetLayout  files do not form a classification dataset
+    │   ├── InvalidDatasetLayout  files do not form a classification dataset
+    │   ├── UnsafeDownload        a URL or its answer breaks a download safety rule
+    │   ├── DownloadFailed        the server was unreachable or did not deliver the file
+    │   └── UnsafeModelFile       a model file could run code or fails its checksum
+    │       └── CorruptModelFile  a model file is damaged or in no format Kai reads
     ├── TooLarge                  an upload or entry is over a configured limit
     ├── NotFound                  the named resource does not exist
     ├── Conflict                  the resource's state forbids the change
@@ -17,6 +21,9 @@ and the CLI prints their messages. Every class carries a stable ``code``.
     ├── PermissionDenied          credentials lack the role for the action
     │   └── CsrfFailed            a cookie request lacks its session's CSRF token
     ├── InsufficientStorage       not enough free disk space for the work
+    ├── IsolatedTaskFailed        work in an isolated child process crashed or failed
+    │   ├── MemoryLimitExceeded   it needed more memory than its limit
+    │   └── TimeLimitExceeded     it ran past its time limit
     └── JobCancelled              a running job saw its cancellation request
 """
 
@@ -72,6 +79,30 @@ class InvalidDatasetLayout(InvalidInput):
     code = "invalid_dataset_layout"
 
 
+class UnsafeDownload(InvalidInput):
+    """A URL, one of its redirects or the server's answer breaks a download safety rule."""
+
+    code = "unsafe_download"
+
+
+class DownloadFailed(InvalidInput):
+    """The server could not be reached, timed out, or did not deliver the whole file."""
+
+    code = "download_failed"
+
+
+class UnsafeModelFile(InvalidInput):
+    """A model file could run code when loaded, or its bytes fail their checksum."""
+
+    code = "unsafe_model_file"
+
+
+class CorruptModelFile(UnsafeModelFile):
+    """A model file is damaged, truncated or in no format Kai reads."""
+
+    code = "corrupt_model_file"
+
+
 class TooLarge(KaiError):
     """An upload, archive or entry is over a configured limit."""
 
@@ -112,6 +143,24 @@ class InsufficientStorage(KaiError):
     """There is not enough free disk space for the work."""
 
     code = "insufficient_storage"
+
+
+class IsolatedTaskFailed(KaiError):
+    """Work run in an isolated child process crashed, was killed or raised."""
+
+    code = "isolated_task_failed"
+
+
+class MemoryLimitExceeded(IsolatedTaskFailed):
+    """Isolated work needed more memory than its limit."""
+
+    code = "memory_limit_exceeded"
+
+
+class TimeLimitExceeded(IsolatedTaskFailed):
+    """Isolated work ran past its wall-clock limit."""
+
+    code = "time_limit_exceeded"
 
 
 class JobCancelled(KaiError):
