@@ -1,13 +1,12 @@
 """Job kinds for dataset tests that run jobs in real child processes.
 
-Spawned job processes import this module by name, so it holds only
-module-level functions.
+Spawned job processes find the handlers by module and name, so they are
+module-level functions of this module, which the tests' path makes importable.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ from kai.datasets.handlers import fail_import, run_import
 from kai.db.tables import Dataset
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
-from kai.storage.blobs import BlobWriter, LocalBlobStore
+from kai.storage.blobs import BlobBatch, LocalBlobStore
 
 TRAIN_JOB = "test.train"
-STALL_AFTER_WRITES = 60
-GATE_NAME = "ingest-stalls-while-this-exists"
+SLOW_WRITE_SECONDS = 0.1
+GATE_NAME = "disk-is-slow-while-this-exists"
 
 
 def create_registry() -> JobRegistry:
@@ -32,14 +31,15 @@ def create_registry() -> JobRegistry:
     return registry
 
 
-def create_stalling_registry() -> JobRegistry:
-    """The real import, on a blob store that hangs after a few writes while the gate file exists.
+def create_slow_disk_registry() -> JobRegistry:
+    """The real import, on a blob store that writes slowly while the gate file exists.
 
-    The gate is ``<data dir>/ingest-stalls-while-this-exists``; a test holds an
-    attempt in the middle of its ingest with it, as a hung disk would.
+    The gate is ``<data dir>/disk-is-slow-while-this-exists``; with it a test
+    has seconds to act in the middle of an ingest, and without it the import
+    runs at full speed.
     """
     registry = JobRegistry()
-    registry.register(IMPORT_JOB, stalling_import, on_failure=fail_import)
+    registry.register(IMPORT_JOB, slow_disk_import, on_failure=fail_import)
     return registry
 
 
@@ -57,45 +57,36 @@ def describe_dataset(ctx: JobContext) -> dict[str, Any]:
         }
 
 
-def stalling_import(ctx: JobContext) -> dict[str, Any]:
+def slow_disk_import(ctx: JobContext) -> dict[str, Any]:
     assert isinstance(ctx.blobs, LocalBlobStore)
     gate = ctx.settings.resolved_data_dir / GATE_NAME
-    blobs = _StallingBlobStore(ctx.blobs.root, gate)
-    return run_import(dataclasses.replace(ctx, blobs=blobs))
+    return run_import(dataclasses.replace(ctx, blobs=_SlowBlobStore(ctx.blobs.root, gate)))
 
 
-class _StallingBlobStore(LocalBlobStore):
-    """A real local store whose writers stall before committing while the gate exists."""
+class _SlowBlobStore(LocalBlobStore):
+    """A real local store whose writes pause before they return while the gate exists."""
 
     def __init__(self, root: Path, gate: Path) -> None:
         super().__init__(root)
         self.gate = gate
-        self._commits = 0
-        self._lock = threading.Lock()
 
-    def writer(self) -> BlobWriter:
-        return _StallingWriter(super().writer(), self)
+    def pause_if_gated(self) -> None:
+        if self.gate.exists():
+            time.sleep(SLOW_WRITE_SECONDS)
 
-    def stall_if_gated(self) -> None:
-        with self._lock:
-            self._commits += 1
-            stall = self._commits > STALL_AFTER_WRITES
-        while stall and self.gate.exists():
-            time.sleep(0.05)
+    def batch(self) -> BlobBatch:
+        return _SlowBatch(super().batch(), self)
 
 
-class _StallingWriter:
-    def __init__(self, inner: BlobWriter, store: _StallingBlobStore) -> None:
+class _SlowBatch:
+    def __init__(self, inner: BlobBatch, store: _SlowBlobStore) -> None:
         self._inner = inner
         self._store = store
 
-    def write(self, data: bytes) -> None:
-        self._inner.write(data)
+    def put_bytes(self, data: bytes) -> str:
+        sha256 = self._inner.put_bytes(data)
+        self._store.pause_if_gated()
+        return sha256
 
-    def commit(self) -> str:
-        # The bytes wait in a temporary file, as a hung disk would leave them.
-        self._store.stall_if_gated()
-        return self._inner.commit()
-
-    def abort(self) -> None:
-        self._inner.abort()
+    def flush(self) -> None:
+        self._inner.flush()

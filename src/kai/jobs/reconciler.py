@@ -5,7 +5,8 @@ leases. The reconciler queues such jobs again while attempts remain and fails
 them otherwise. In the distributed setup it also re-sends the message of
 queued jobs that have waited too long, in case a message was lost. Workers run
 :func:`run_maintenance` every few seconds; every step is safe to run in many
-workers at once.
+workers at once. Beside it, :func:`maintain_until` starts the periodic garbage
+collection when it is due (see :mod:`kai.jobs.collector`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from kai.db.engine import Database
 from kai.db.tables import FINISHED_STATES, Job, JobState, utcnow
+from kai.jobs.collector import PeriodicCollector
 from kai.jobs.context import EventAnnouncer
 from kai.jobs.dispatch import Dispatcher, PollingDispatcher
 from kai.jobs.environment import JobEnvironment
@@ -128,12 +130,15 @@ def maintain_until(env: JobEnvironment, stop: threading.Event) -> None:
     """Run :func:`run_maintenance` every few seconds until ``stop`` is set.
 
     A worker runs this in a thread beside its jobs, so a long job does not
-    hold up requeueing, blocked dependencies or failure hooks.
+    hold up requeueing, blocked dependencies or failure hooks. Each pass also
+    starts a garbage collection in its own thread when one is due.
     """
     interval = max(env.settings.heartbeat_seconds, env.settings.lease_seconds / 2)
+    collector = PeriodicCollector(env)
     while not stop.is_set():
         try:
             run_maintenance(env)
+            collector.tick()
         except SQLAlchemyError:
             logger.exception("Reconciler pass failed; retrying")
         stop.wait(interval)

@@ -83,7 +83,6 @@ def run_claimed_job(
     Returns:
         The job's state afterwards, or None when the lease was lost to another worker.
     """
-    logger.info("Job started", extra={"job_id": claim.id, "attempt": claim.attempt})
     try:
         process, connection = _start_child(env, claim)
     except (OSError, pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -93,6 +92,11 @@ def run_claimed_job(
             env.db, claim.id, owner=claim.owner, state=JobState.FAILED, error=error
         )
         return _after(env, claim, JobState.FAILED if recorded else None)
+    # The pid lets an operator find (and if need be end) the process running the attempt.
+    logger.info(
+        "Job started",
+        extra={"job_id": claim.id, "attempt": claim.attempt, "pid": process.pid},
+    )
 
     try:
         watched = _watch_child(env, claim, process, connection, stop)

@@ -15,6 +15,8 @@ Scratch space is swept too: a top-level entry of the uploads or work folder
 is removed when no queued or running job claims it and nothing in it
 changed within the grace period. A job claims ``work/<job id>`` and any path
 its configuration names, such as the upload folder an import reads.
+
+A dry run finds and counts the same things and removes nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kai.db.engine import Database
-from kai.db.tables import Blob, Job, JobState, Sample
+from kai.db.tables import Blob, Job, JobState, ModelArtifact, Sample
 from kai.errors import NotFound
 from kai.storage.blobs import BlobStore
 
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 BLOB_REFERENCES: tuple[InstrumentedAttribute[str], ...] = (
     Sample.blob_sha256,
     Sample.reduced_sha256,
+    ModelArtifact.blob_sha256,
 )
 """Every column whose values are blob addresses."""
 
@@ -61,6 +64,7 @@ class GcReport:
         temporaries_removed: Unfinished writes removed from the store.
         scratch_removed: Stale top-level entries removed from the uploads and work folders.
         scratch_bytes_freed: Their total size.
+        dry_run: Whether nothing was removed: the counts say what a collection would remove.
     """
 
     blobs_deleted: int = 0
@@ -70,6 +74,7 @@ class GcReport:
     temporaries_removed: int = 0
     scratch_removed: int = 0
     scratch_bytes_freed: int = 0
+    dry_run: bool = False
 
     @property
     def bytes_freed(self) -> int:
@@ -84,6 +89,7 @@ def collect_garbage(
     grace_seconds: float,
     uploads_dir: Path | None = None,
     work_dir: Path | None = None,
+    dry_run: bool = False,
 ) -> GcReport:
     """Remove unreferenced old blobs, stale temporary writes and stale scratch files.
 
@@ -94,15 +100,16 @@ def collect_garbage(
             (``KAI_BLOB_GRACE_SECONDS``).
         uploads_dir: The uploads folder to sweep, if any.
         work_dir: The jobs' work folder to sweep, if any.
+        dry_run: Count what would be removed without removing it.
 
     Returns:
         Counts and bytes of what was kept and removed.
     """
-    report = GcReport()
+    report = GcReport(dry_run=dry_run)
     cutoff = time.time() - grace_seconds
     for batch in _batched(_old_blobs(blobs, cutoff, report), BATCH_SIZE):
         _delete_unreferenced(db, blobs, batch, report)
-    report.temporaries_removed = blobs.remove_stale_temporaries(grace_seconds)
+    report.temporaries_removed = blobs.remove_stale_temporaries(grace_seconds, dry_run=dry_run)
 
     job_ids, claimed = _active_jobs(db)
     if work_dir is not None:
@@ -110,14 +117,28 @@ def collect_garbage(
     for folder in (uploads_dir, work_dir):
         if folder is not None and folder.is_dir():
             _sweep_scratch(folder, cutoff, claimed, report)
-    logger.info(
-        "Garbage collected: %d blobs and %d scratch entries, %d bytes freed",
-        report.blobs_deleted,
-        report.scratch_removed,
-        report.bytes_freed,
-        extra={"blobs_deleted": report.blobs_deleted, "bytes_freed": report.bytes_freed},
-    )
+    _log_summary(report)
     return report
+
+
+def _log_summary(report: GcReport) -> None:
+    logger.info(
+        "Garbage collection %s %d blobs (%d bytes), %d temporaries and %d scratch entries "
+        "(%d bytes); kept %d referenced and %d young blobs",
+        "(dry run) would remove" if report.dry_run else "removed",
+        report.blobs_deleted,
+        report.blob_bytes_freed,
+        report.temporaries_removed,
+        report.scratch_removed,
+        report.scratch_bytes_freed,
+        report.blobs_referenced,
+        report.blobs_young,
+        extra={
+            "blobs_deleted": report.blobs_deleted,
+            "bytes_freed": report.bytes_freed,
+            "dry_run": report.dry_run,
+        },
+    )
 
 
 # Blobs.
@@ -149,13 +170,14 @@ def _delete_unreferenced(
         referenced = _referenced(session, batch)
         report.blobs_referenced += len(referenced)
         unreferenced = [sha256 for sha256 in batch if sha256 not in referenced]
+        report.blobs_deleted += len(unreferenced)
         for sha256 in unreferenced:
             report.blob_bytes_freed += _size_or_zero(blobs, sha256)
-            blobs.delete(sha256)
-            logger.debug("Deleted unreferenced blob %s", sha256)
-        if unreferenced:
+            if not report.dry_run:
+                blobs.delete(sha256)
+                logger.debug("Deleted unreferenced blob %s", sha256)
+        if unreferenced and not report.dry_run:
             session.execute(delete(Blob).where(Blob.sha256.in_(unreferenced)))
-        report.blobs_deleted += len(unreferenced)
 
 
 def _referenced(session: Session, hashes: list[str]) -> set[str]:
@@ -205,10 +227,11 @@ def _sweep_scratch(folder: Path, cutoff: float, claimed: set[Path], report: GcRe
         newest, num_bytes = _newest_and_size(entry)
         if newest >= cutoff:
             continue
-        _remove(entry)
+        if not report.dry_run:
+            _remove(entry)
+            logger.info("Removed stale scratch entry %s", entry, extra={"bytes": num_bytes})
         report.scratch_removed += 1
         report.scratch_bytes_freed += num_bytes
-        logger.info("Removed stale scratch entry %s", entry, extra={"bytes": num_bytes})
 
 
 def _newest_and_size(entry: Path) -> tuple[float, int]:
