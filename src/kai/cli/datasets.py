@@ -38,7 +38,10 @@ from kai.datasets import (
     read_dataset,
     start_import,
 )
+from kai.datasets.catalog import search_catalog
 from kai.datasets.filesets import resolve_import_path
+from kai.datasets.sources import PremadeOptions, resolve_request
+from kai.datasets.sources.premade import start_premade_import
 from kai.db.tables import FINISHED_STATES, Dataset, DatasetVersion, Job, JobState, Split
 from kai.errors import InvalidInput, KaiError
 from kai.jobs.environment import create_job_environment
@@ -194,6 +197,63 @@ def edit_command(
         version = apply_edits(session, dataset_id, operations, message=message)
         number, count, note = version.number, version.sample_count, version.message
     _out().print(f"Version {number}: {count} samples ({note})", markup=False)
+
+
+@app.command("import")
+def import_premade_command(
+    ctx: typer.Context,
+    source_id: Annotated[
+        str, typer.Argument(help="A catalog id (dtd) or a source id (huggingface:ORG/NAME)")
+    ],
+    classes: Annotated[str | None, typer.Option(help="Only these classes: a,b,c")] = None,
+    max_per_class: Annotated[
+        int | None, typer.Option(help="At most N images per class in each split")
+    ] = None,
+    name: Annotated[str, typer.Option(help="The dataset's name; default the original's")] = "",
+    description: Annotated[str, typer.Option(help="What the dataset holds")] = "",
+    include_metadata: Annotated[
+        bool, typer.Option(help="Keep the source's extra columns in each sample's metadata")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Follow the import until it ends")] = True,
+) -> None:
+    """Import a premade dataset from the catalog or a public repository."""
+    selected = [c.strip() for c in classes.split(",")] if classes is not None else None
+    options = PremadeOptions(
+        selected_classes=selected,
+        max_samples_per_class=max_per_class,
+        include_metadata=include_metadata,
+    )
+    request = resolve_request(source_id, options)
+    with open_runtime(ctx) as runtime:
+        with runtime.db.session() as session:
+            dataset, job = start_premade_import(
+                session, request=request, name=name or None, description=description
+            )
+            dataset_id, job_id = dataset.id, job.id
+        runtime.dispatcher.dispatch(job_id)
+        _err().print(f"Dataset {dataset_id} created; import job {job_id} queued")
+        state, error = _follow(runtime, job_id) if wait else (JobState.SUCCEEDED, None)
+    if state is not JobState.SUCCEEDED:
+        raise KaiError(f"The import of dataset {dataset_id} ended {state.value}: {error}")
+    _out().print(str(dataset_id))
+
+
+@app.command("catalog")
+def catalog_command(
+    search: Annotated[str | None, typer.Option(help="Words to match")] = None,
+    category: Annotated[str | None, typer.Option(help="materials, textures or general")] = None,
+    repository: Annotated[str | None, typer.Option(help="huggingface, kaggle, tfds")] = None,
+) -> None:
+    """List the premade catalog."""
+    entries = search_catalog(search=search, category=category, repository=repository)
+    table = Table("id", "name", "category", "classes", "images", "license", "sources")
+    for entry in entries:
+        images = str(entry.num_images) if entry.num_images else "-"
+        sources = "\n".join(entry.sources) or "(none: see its homepage)"
+        cells = [entry.name, entry.category.value, str(entry.class_count), images]
+        table.add_row(entry.id, *cells, entry.license, sources)
+    _out().print(table)
+    _err().print(f"{len(entries)} datasets; import one with 'kai dataset import ID'")
 
 
 def _file_source(file: Path, images: Path | None, folder: str | None) -> ImportSource:

@@ -24,6 +24,7 @@ from kai.config import Settings
 from kai.datasets.csvmap import CsvColumns, match_files, read_mapping
 from kai.datasets.filesets import FileSet, ZipFileSet, open_folder, resolve_import_path
 from kai.datasets.layouts import MIN_CLASSES, Layout, detect_layout
+from kai.datasets.sources import PremadeRequest, open_premade
 from kai.db.tables import Dataset, DatasetStatus, Job
 from kai.errors import InvalidInput
 from kai.jobs.records import submit_job
@@ -41,6 +42,7 @@ class SourceKind(StrEnum):
     ZIP = "zip"
     CSV = "csv"
     FOLDER = "folder"
+    PREMADE = "premade"
 
 
 class ImportSource(BaseModel):
@@ -54,6 +56,7 @@ class ImportSource(BaseModel):
         original_name: The uploaded file's or folder's own name, for provenance.
         images_name: The images archive's own name, for a CSV upload.
         columns: Column names chosen for a CSV mapping; unset ones are detected.
+        premade: The checked request of a premade import.
     """
 
     kind: SourceKind
@@ -63,6 +66,7 @@ class ImportSource(BaseModel):
     original_name: str = ""
     images_name: str = ""
     columns: dict[str, str] = Field(default_factory=dict)
+    premade: PremadeRequest | None = None
 
     def provenance(self) -> dict[str, str]:
         """Where the files came from, for the version's metadata."""
@@ -96,6 +100,12 @@ def open_source(
 ) -> Iterator[tuple[FileSet, Layout]]:
     """Open the source's images and plan the import from names only."""
     with ExitStack() as stack:
+        if source.kind is SourceKind.PREMADE:
+            if source.premade is None:
+                raise InvalidInput("The import source lacks its premade request")
+            opened, layout = stack.enter_context(open_premade(source.premade, settings))
+            yield opened.files, layout
+            return
         files = stack.enter_context(_open_images(source, settings))
         if source.kind is SourceKind.CSV:
             mapping = read_mapping(
@@ -154,6 +164,7 @@ def start_import(
     created_by: int | None = None,
     idempotency_key: str | None = None,
     max_attempts: int = 3,
+    job_type: str = IMPORT_JOB,
 ) -> tuple[Dataset, Job]:
     """Create the dataset in ``importing`` state and queue its import job.
 
@@ -176,7 +187,7 @@ def start_import(
     )
     job = submit_job(
         session,
-        job_type=IMPORT_JOB,
+        job_type=job_type,
         config=config.model_dump(mode="json"),
         idempotency_key=idempotency_key,
         created_by=created_by,

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from kai.config import Settings
 from kai.datasets.filesets import FileSet
@@ -55,6 +56,7 @@ class IngestedSample:
     width: int
     height: int
     format: str
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def row(self, version_id: int, split: Split) -> dict[str, object]:
         """The sample's row for a bulk insert into ``samples``."""
@@ -70,7 +72,7 @@ class IngestedSample:
             "height": self.height,
             "format": self.format,
             "group": self.group,
-            "metadata_": {},
+            "metadata_": dict(self.metadata),
         }
 
 
@@ -236,6 +238,7 @@ class Ingester:
             width=image.width,
             height=image.height,
             format=image.format.value,
+            metadata=item.metadata,
         )
 
     def _put(self, data: bytes) -> str:

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from kai.db.tables import Split
 from kai.errors import InvalidDatasetLayout
@@ -64,6 +65,7 @@ class PlannedFile:
     label: str
     split: Split | None = None
     group: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass
