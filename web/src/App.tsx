@@ -1,5 +1,6 @@
 // The panel's frame: sign-in gate, side navigation and the page for the current route.
 import { Loading } from "./components/ui";
+import { Catalog } from "./pages/Catalog";
 import { DatasetDetail } from "./pages/DatasetDetail";
 import { Datasets } from "./pages/Datasets";
 import { JobDetail } from "./pages/JobDetail";
@@ -13,6 +14,8 @@ function Page({ route }: { route: Route }) {
   switch (route.page) {
     case "datasets":
       return <Datasets />;
+    case "catalog":
+      return <Catalog />;
     case "dataset":
       return <DatasetDetail key={route.datasetId} datasetId={route.datasetId} />;
     case "jobs":
@@ -51,7 +54,7 @@ export function App() {
   if (checking) return <Loading what="Kai" />;
   if (!user) return <SignIn />;
 
-  const inDatasets = route.page === "datasets" || route.page === "dataset";
+  const inDatasets = ["datasets", "catalog", "dataset"].includes(route.page);
   const inJobs = route.page === "jobs" || route.page === "job";
   return (
     <div className="shell">

@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 
 export type Route =
   | { page: "datasets" }
+  | { page: "catalog" }
   | { page: "dataset"; datasetId: number }
   | { page: "jobs" }
   | { page: "job"; jobId: number }
@@ -17,6 +18,7 @@ export function parseRoute(hash: string): Route {
   if (rest.length > 0) return { page: "not-found", path };
   if (section === undefined) return { page: "datasets" };
   if (section === "datasets" && id === undefined) return { page: "datasets" };
+  if (section === "datasets" && id === "catalog") return { page: "catalog" };
   if (section === "datasets" && number !== null) return { page: "dataset", datasetId: number };
   if (section === "jobs" && id === undefined) return { page: "jobs" };
   if (section === "jobs" && number !== null) return { page: "job", jobId: number };
@@ -28,6 +30,8 @@ export function href(route: Route): string {
   switch (route.page) {
     case "datasets":
       return "#/datasets";
+    case "catalog":
+      return "#/datasets/catalog";
     case "dataset":
       return `#/datasets/${route.datasetId}`;
     case "jobs":

@@ -35,6 +35,16 @@ export type EditOperation = SampleEdit["operations"][number];
 /** The edits that act on chosen samples: relabel, remove and move. */
 export type SampleOperation = Extract<EditOperation, { sampleIds: string[] }>;
 export type UploadAnswer = Ok<"/api/admin/datasets/upload", "post">;
+export type PremadeDataset = ItemOf<Ok<"/api/admin/datasets/premade", "get">>;
+export type PremadeClass = PremadeDataset["classes"][number];
+export type CatalogCategory = PremadeDataset["category"];
+export type PremadeImport = Body<"/api/admin/datasets/import/premade", "post">;
+export type PremadeImportAnswer = Ok<"/api/admin/datasets/import/premade", "post">;
+/** What follows an import: the new dataset and the job that fills it. */
+export interface StartedImport {
+  id: number;
+  jobId: number;
+}
 export type Job = Ok<"/api/admin/jobs/{job_id}", "get">;
 export type JobSummary = ItemOf<Ok<"/api/admin/jobs", "get">>;
 export type JobEvent = ItemOf<Ok<"/api/admin/jobs/{job_id}/events", "get">>;

@@ -1,4 +1,4 @@
-// The datasets list, with the upload dialog.
+// The datasets list, with the upload dialog and the way into the premade catalog.
 import { useState } from "react";
 
 import { api, unwrap } from "../api/client";
@@ -67,9 +67,14 @@ export function Datasets() {
           <h1>Datasets</h1>
           <p className="muted">Labelled image collections, each with immutable versions.</p>
         </div>
-        <button type="button" onClick={() => setUploading(true)}>
-          Upload dataset
-        </button>
+        <div className="card-actions">
+          <a className="button button-secondary" href={href({ page: "catalog" })}>
+            Browse catalog
+          </a>
+          <button type="button" onClick={() => setUploading(true)}>
+            Upload dataset
+          </button>
+        </div>
       </header>
       {datasets.error && <ErrorNotice message={datasets.error} onRetry={datasets.reload} />}
       {!list && !datasets.error && <Loading what="datasets" />}
@@ -78,7 +83,8 @@ export function Datasets() {
           <div className="empty">
             <p className="strong">No datasets yet</p>
             <p className="muted">
-              Upload a ZIP with one folder per class, or a CSV that maps file names to labels.
+              Upload a ZIP with one folder per class, or a CSV that maps file names to labels, or
+              import a public dataset from the <a href={href({ page: "catalog" })}>catalog</a>.
             </p>
             <button type="button" onClick={() => setUploading(true)}>
               Upload your first dataset

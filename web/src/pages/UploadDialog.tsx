@@ -3,13 +3,13 @@ import { useEffect, useRef, useState } from "react";
 import type { FormEvent } from "react";
 
 import { describeError } from "../api/errors";
-import { describeEvent, useJobStream } from "../api/training";
 import type { UploadAnswer } from "../api/types";
 import { uploadDataset } from "../api/upload";
 import type { UploadProgress } from "../api/upload";
-import { Dialog, ErrorNotice, Field, ProgressBar, SuccessNotice } from "../components/ui";
-import { formatBytes, formatPercent } from "../format";
-import { href, navigate } from "../router";
+import { Dialog, ErrorNotice, Field, ProgressBar } from "../components/ui";
+import { formatBytes } from "../format";
+import { navigate } from "../router";
+import { ImportProgress } from "./ImportProgress";
 
 type Phase =
   | { step: "form" }
@@ -25,54 +25,6 @@ function baseName(file: File): string {
 
 function isCsv(file: File | null): boolean {
   return file !== null && /\.(csv|tsv|txt)$/i.test(file.name);
-}
-
-function ImportProgress({ answer, onChanged }: { answer: UploadAnswer; onChanged: () => void }) {
-  const stream = useJobStream(answer.jobId);
-  const last = stream.events[stream.events.length - 1];
-  const notified = useRef(false);
-
-  useEffect(() => {
-    if (stream.outcome && !notified.current) {
-      notified.current = true;
-      onChanged();
-    }
-  }, [stream.outcome, onChanged]);
-
-  if (stream.problem) return <ErrorNotice message={`Live updates stopped: ${stream.problem}`} />;
-  if (stream.outcome === "error") {
-    return (
-      <ErrorNotice
-        message={`The import failed: ${last ? describeEvent(last) : "no reason given."}`}
-      />
-    );
-  }
-  if (stream.outcome === "completed") {
-    return (
-      <SuccessNotice>
-        The dataset is ready. <a href={href({ page: "dataset", datasetId: answer.id })}>Open it</a>.
-      </SuccessNotice>
-    );
-  }
-  return (
-    <div className="stack" data-testid="import-progress">
-      <div className="row-between">
-        <span>Importing images…</span>
-        <span className="muted">
-          {stream.progress === null ? "" : formatPercent(stream.progress)}
-        </span>
-      </div>
-      <ProgressBar value={stream.progress} label="Import progress" />
-      <p className="muted small">
-        {last ? describeEvent(last) : "Waiting for a worker to pick up the import."}{" "}
-        {stream.state === "reconnecting" && "(reconnecting…)"}
-      </p>
-      <p className="muted small">
-        You can close this window; the import goes on. Follow it under{" "}
-        <a href={href({ page: "job", jobId: answer.jobId })}>job #{answer.jobId}</a>.
-      </p>
-    </div>
-  );
 }
 
 export function UploadDialog({
@@ -237,7 +189,7 @@ export function UploadDialog({
       )}
       {phase.step === "importing" && (
         <div className="stack">
-          <ImportProgress answer={phase.answer} onChanged={onChanged} />
+          <ImportProgress started={phase.answer} onChanged={onChanged} />
           <div className="dialog-actions">
             <button type="button" className="button-secondary" onClick={onClose}>
               Done
