@@ -125,14 +125,16 @@ def kai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KaiServer]:
         _stop(process)
 
 
-@pytest.fixture(scope="session")
+# Module scope: the sync API keeps an event loop running in the main thread while it
+# lives, which would break later tests that start their own loop with asyncio.run.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
-    """Playwright's driver for the session."""
+    """Playwright's driver for one test module."""
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless."""
     if not CHROMIUM.exists():

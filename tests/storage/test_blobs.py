@@ -31,7 +31,7 @@ def test_put_bytes_stores_under_sha256(blobs: LocalBlobStore) -> None:
     address = blobs.put_bytes(data)
 
     assert address == sha(data)
-    assert blobs.path_for(address) == blobs.root / address[:2] / address[2:4] / address
+    assert blobs.path_for(address) == blobs.root / address[:2] / address
     assert blobs.exists(address)
     assert blobs.read_bytes(address) == data
     assert blobs.size(address) == len(data)
@@ -143,7 +143,7 @@ def test_remote_put_open_exists_size(remote: RemoteBlobStore, s3_bucket: str) ->
     address = remote.put_bytes(data)
 
     assert address == sha(data)
-    assert remote.fs.exists(f"{s3_bucket}/blobs/{address[:2]}/{address[2:4]}/{address}")
+    assert remote.fs.exists(f"{s3_bucket}/blobs/{address[:2]}/{address}")
     assert remote.exists(address)
     assert remote.size(address) == len(data)
     with remote.open(address) as handle:

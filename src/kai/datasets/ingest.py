@@ -148,7 +148,6 @@ class Ingester:
         check_cancelled: Callable[[], None] | None = None,
     ) -> None:
         self._blobs = blobs
-        self._batch: BlobBatch = blobs.batch()
         self._settings = settings
         self._limits = ImageLimits.from_settings(settings)
         self._progress = progress or (lambda done, total: None)
@@ -165,8 +164,12 @@ class Ingester:
             UnsafeArchive: An archive entry broke a safety rule while streaming.
         """
         budget = BadFileBudget(self._settings, len(layout.files))
-        self._batch = self._blobs.batch()
-        samples = self._store_all(files, layout.files, budget)
+        self._batch: BlobBatch = self._blobs.batch()
+        try:
+            samples = self._store_all(files, layout.files, budget)
+        except BaseException:
+            self._batch.abort()
+            raise
         # Durable before the caller's transaction makes a version refer to them.
         self._batch.flush()
         planned = (PlannedFile(s.original_name, s.label) for s in samples)
@@ -178,8 +181,9 @@ class Ingester:
     def _store_all(
         self, files: FileSet, planned: list[PlannedFile], budget: BadFileBudget
     ) -> list[IngestedSample]:
-        # Twice the cores: blob writes wait on the disk, so threads overlap beyond the CPUs.
-        workers = min(MAX_WORKERS, 2 * (os.cpu_count() or 1))
+        # One thread per core: blob writes no longer wait on the disk (the batch syncs once),
+        # and more threads than cores only fight over the interpreter lock.
+        workers = min(MAX_WORKERS, os.cpu_count() or 1)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         pending: deque[tuple[Future[IngestedSample | SkippedFile], int]] = deque()
         samples: list[IngestedSample] = []

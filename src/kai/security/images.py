@@ -142,11 +142,15 @@ def process_image(data: bytes, limits: ImageLimits, *, name: str) -> ProcessedIm
         mode = image.mode
         orientation = _orientation(image)
         needs_reduced = max(width, height) > limits.reduced_size_px or orientation != 1
-        if image_format is ImageFormat.JPEG:
-            # Without a copy to make, the smallest scale still reads every byte of
-            # the stream, which is what catches a truncated or corrupt file.
-            _draft(image, limits.reduced_size_px if needs_reduced else 1)
-        image.load()
+        if not needs_reduced and image_format in _END_MARKERS:
+            # The header is decoded and the stream ends where its format says it must,
+            # which catches truncation; a full decode happens in the quality analysis,
+            # which reads every image anyway and reports the unreadable ones.
+            _require_end_marker(data, image_format, name)
+        else:
+            if image_format is ImageFormat.JPEG:
+                _draft(image, limits.reduced_size_px)
+            image.load()
 
         if orientation in _TRANSPOSING_ORIENTATIONS:
             width, height = height, width
@@ -275,6 +279,27 @@ def _decoding(name: str) -> Iterator[None]:
 def _orientation(image: Image.Image) -> int:
     orientation = image.getexif().get(0x0112, 1)
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+_END_MARKERS = {
+    ImageFormat.JPEG: b"\xff\xd9",
+    ImageFormat.PNG: b"IEND\xaeB`\x82",
+}
+# Cameras and editors may pad a file after its end marker; look this far back for it.
+_END_MARKER_WINDOW_BYTES = 4096
+
+
+def _require_end_marker(data: bytes, image_format: ImageFormat, name: str) -> None:
+    """Refuse a JPEG without its end-of-image marker or a PNG without its IEND chunk.
+
+    Entropy-coded JPEG data escapes every 0xFF byte, so the end marker cannot
+    appear by chance near the end of a cut-off scan.
+    """
+    if _END_MARKERS[image_format] not in data[-_END_MARKER_WINDOW_BYTES:]:
+        raise InvalidImage(
+            f"{name} is truncated: its {image_format.value.upper()} data has no end marker",
+            details={"file": name, "reason": "truncated"},
+        )
 
 
 def _draft(image: Image.Image, size_px: int) -> None:

@@ -5,7 +5,7 @@ the file is flushed and fsynced, then renamed to its address. A reader
 never sees a partial blob, and a crash leaves only a temporary file that
 garbage collection removes later.
 
-Layout: ``<root>/ab/cd/abcd...`` for blobs and ``<root>/tmp/`` for writes
+Layout: ``<root>/ab/abcd...`` for blobs and ``<root>/tmp/`` for writes
 in progress.
 """
 
@@ -60,6 +60,9 @@ class BlobBatch(Protocol):
 
     def flush(self) -> None:
         """Make every staged blob durable and visible; call before referencing them."""
+
+    def abort(self) -> None:
+        """Drop every staged blob that was not flushed."""
 
 
 class BlobStore(Protocol):
@@ -161,6 +164,8 @@ class _LocalBatch:
                 return sha256
         tmp = self._store.tmp_dir / f"{secrets.token_hex(16)}.part"
         tmp.write_bytes(data)
+        # Made here, in the writers' threads, so that flush only renames.
+        self._store.path_for(sha256).parent.mkdir(exist_ok=True)
         with self._lock:
             if sha256 in self._staged:
                 tmp.unlink(missing_ok=True)
@@ -174,15 +179,17 @@ class _LocalBatch:
         if not staged:
             return
         _sync_file_system(self._store.tmp_dir)
+        # Replacing a blob that already exists swaps in identical bytes and refreshes its
+        # modification time, which keeps garbage collection away from it.
         for sha256, tmp in staged.items():
-            target = self._store.path_for(sha256)
-            if target.exists():
-                os.utime(target)
-                tmp.unlink(missing_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            os.replace(tmp, self._store.path_for(sha256))
         _sync_file_system(self._store.root)
+
+    def abort(self) -> None:
+        with self._lock:
+            staged, self._staged = self._staged, {}
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _sync_file_system(path: Path) -> None:
@@ -219,7 +226,7 @@ class LocalBlobStore:
     def path_for(self, sha256: str) -> Path:
         """The path a blob lives at (whether or not it exists)."""
         _check_address(sha256)
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / sha256[:2] / sha256
 
     def writer(self) -> BlobWriter:
         return _LocalWriter(self)
@@ -277,7 +284,7 @@ class LocalBlobStore:
         for first in self.root.iterdir():
             if len(first.name) != 2 or not first.is_dir():
                 continue
-            for path in first.glob("??/*"):
+            for path in first.iterdir():
                 if len(path.name) == 64:
                     yield path.name, path.stat().st_mtime
 
@@ -329,6 +336,9 @@ class _RemoteBatch:
     def flush(self) -> None:
         return None
 
+    def abort(self) -> None:
+        return None
+
 
 class RemoteBlobStore:
     """Blobs in any fsspec filesystem, such as an S3-compatible bucket.
@@ -356,7 +366,7 @@ class RemoteBlobStore:
 
     def _key(self, sha256: str) -> str:
         _check_address(sha256)
-        return f"{self.prefix}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        return f"{self.prefix}/{sha256[:2]}/{sha256}"
 
     def upload(self, path: Path, sha256: str) -> None:
         """Upload a local file to the blob's address through a temporary key."""
