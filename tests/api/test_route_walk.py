@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.support import Account
+from kai.api.dependencies import READ_ONLY_MARK
 
 pytestmark = pytest.mark.db
 
@@ -31,6 +32,18 @@ def http_routes(app: FastAPI) -> list[tuple[str, str]]:
         filled = re.sub(r"\{[^}]+\}", "1", path)
         found.extend((method, filled) for method in methods if method != "HEAD")
     return sorted(set(found))
+
+
+def read_only_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """The unsafe-method routes marked as changing nothing, path parameters filled with 1."""
+    marked = set()
+    for context in iter_route_contexts(app.routes):
+        extra = getattr(context.original_route, "openapi_extra", None) or {}
+        if extra.get(READ_ONLY_MARK) and context.path is not None:
+            methods = getattr(context.original_route, "methods", None) or set()
+            filled = re.sub(r"\{[^}]+\}", "1", context.path)
+            marked.update((method, filled) for method in methods)
+    return marked
 
 
 def websocket_paths(app: FastAPI) -> list[str]:
@@ -78,8 +91,9 @@ def test_viewer_gets_403_on_every_unsafe_method(
     app: FastAPI, client: TestClient, viewer: Account
 ) -> None:
     checked = 0
+    exempt = OPEN_ROUTES | {SIGN_OUT} | read_only_routes(app)
     for method, path in http_routes(app):
-        if method not in UNSAFE_METHODS or (method, path) in OPEN_ROUTES | {SIGN_OUT}:
+        if method not in UNSAFE_METHODS or (method, path) in exempt:
             continue
         response = client.request(method, path, headers=viewer.headers, json={})
         assert response.status_code == 403, (method, path, response.text)
@@ -98,3 +112,13 @@ def test_open_routes_answer_without_credentials(client: TestClient) -> None:
     assert client.get("/api/health").json()["status"] == "ok"
     refused = client.post("/api/auth/login", json={"username": "nobody", "password": "x"})
     assert refused.status_code == 401
+
+
+def test_only_predictions_are_read_only_despite_their_method(app: FastAPI) -> None:
+    assert read_only_routes(app) == {("POST", "/api/admin/models/1/predict")}
+
+
+def test_viewer_may_ask_for_a_prediction(client: TestClient, viewer: Account) -> None:
+    response = client.post("/api/admin/models/1/predict", headers=viewer.headers)
+
+    assert response.status_code != 403, response.text

@@ -28,7 +28,17 @@ from kai.accounts import ADMIN_USERNAME, bootstrap_admin
 from kai.api import websocket
 from kai.api.dependencies import CSRF_HEADER, enforce_read_only_viewers
 from kai.api.errors import install_error_handlers
-from kai.api.routes import auth, datasets, health, jobs, tokens, users
+from kai.api.routes import (
+    auth,
+    datasets,
+    health,
+    jobs,
+    models,
+    premade,
+    quality,
+    tokens,
+    users,
+)
 from kai.config import Settings, load_settings
 from kai.db.migrate import migrate
 from kai.jobs.announcements import create_event_listener
@@ -99,7 +109,10 @@ def _include_routers(app: FastAPI) -> None:
     admin.include_router(users.router)
     admin.include_router(tokens.router)
     admin.include_router(jobs.router)
+    admin.include_router(premade.router)  # before datasets: 'premade' is no dataset id
+    admin.include_router(quality.router)
     admin.include_router(datasets.router)
+    admin.include_router(models.router)
     app.include_router(admin)
     app.include_router(websocket.router)
 

@@ -119,8 +119,16 @@ EditorUser = Annotated[User, Depends(require_role(Role.EDITOR))]
 AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
 
 
+# A route that takes POST only to carry files but changes nothing (predictions) sets this
+# key in its ``openapi_extra`` so viewers may call it.
+READ_ONLY_MARK = "x-kai-read-only"
+
+
 def enforce_read_only_viewers(request: Request, principal: PrincipalDep) -> None:
     """Refuse every unsafe method to viewers: the router-wide guard of ``/api/admin``."""
+    route = request.scope.get("route")
+    if (getattr(route, "openapi_extra", None) or {}).get(READ_ONLY_MARK):
+        return
     if request.method not in SAFE_METHODS and principal.user.role == Role.VIEWER:
         raise PermissionDenied(
             f"User {principal.user.username!r} is a viewer and may only read",

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from kai.cli._context import open_runtime
+from kai.cli.quality import quality_command
 from kai.datasets import (
     EditOperation,
     ImportSource,
@@ -51,6 +52,7 @@ from kai.jobs.runner import run_claimed_job
 from kai.runtime import Runtime
 
 app = typer.Typer(help="Upload, inspect and edit datasets.", no_args_is_help=True)
+app.command("quality")(quality_command)
 
 # A running server's workers poll every poll_seconds; give them a few polls to claim.
 CLAIM_WAIT_POLLS = 4

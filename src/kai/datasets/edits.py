@@ -1,4 +1,4 @@
-"""Edits: relabel, remove, move, rename and merge, each batch making a new version.
+"""Edits: relabel, remove, move, rename, merge and reweight, each batch making a new version.
 
 A batch of operations applies in order to a copy of the latest version, in
 one transaction; if any operation is invalid nothing is written. Samples are
@@ -63,7 +63,12 @@ class MergeClasses:
     target: str
 
 
-EditOperation = Relabel | Remove | Move | RenameClass | MergeClasses
+@dataclass(frozen=True)
+class ReweightClasses:
+    """Record inverse-frequency class weights of the new version's train split for training."""
+
+
+EditOperation = Relabel | Remove | Move | RenameClass | MergeClasses | ReweightClasses
 
 
 def apply_edits(
@@ -94,11 +99,14 @@ def apply_edits(
     for operation in operations:
         _apply(session, version.id, operation)
     edits = [describe([operation]) for operation in operations]
-    finish_version(
+    summary = finish_version(
         session,
         version,
         {"provenance": {"kind": "edit", "parentVersion": parent.number}, "edits": edits},
     )
+    if any(isinstance(operation, ReweightClasses) for operation in operations):
+        weights = class_weights(summary.class_counts)
+        version.metadata_ = {**version.metadata_, "classWeights": weights}
     logger.info(
         "Dataset edited",
         extra={"dataset_id": dataset_id, "version": version.number, "operations": len(edits)},
@@ -121,7 +129,21 @@ def describe(operations: Sequence[EditOperation]) -> str:
                 parts.append(f"rename class {op.old!r} to {op.new!r}")
             case MergeClasses():
                 parts.append(f"merge {', '.join(map(repr, op.sources))} into {op.target!r}")
+            case ReweightClasses():
+                parts.append("reweight classes")
     return "; ".join(parts)
+
+
+def class_weights(class_counts: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Inverse-frequency weights from train counts, ``total / (classes * count)``.
+
+    Weighted this way every class counts the same in the loss while the mean
+    weight over the training images stays 1.
+    """
+    train = {label: counts.get(Split.TRAIN.value, 0) for label, counts in class_counts.items()}
+    present = {label: count for label, count in train.items() if count > 0}
+    total = sum(present.values())
+    return {label: round(total / (len(present) * count), 6) for label, count in present.items()}
 
 
 def _apply(session: Session, version_id: int, op: EditOperation) -> None:
@@ -151,6 +173,8 @@ def _apply(session: Session, version_id: int, op: EditOperation) -> None:
                 raise InvalidInput("A merge needs at least one class to merge")
             _require_classes(session, version_id, op.sources)
             _update(session, version_id, Sample.label.in_(op.sources), label=target)
+        case ReweightClasses():
+            return None
 
 
 def _update(

@@ -37,6 +37,7 @@ from kai.db.tables import Dataset, DatasetStatus, Sample
 from kai.errors import Conflict, InvalidInput, NotFound
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
+from kai.quality.jobs import queue_analysis_after
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
             provenance=config.source.provenance() | {"layout": layout.shape},
             job_id=ctx.job_id,
         )
-        summary = {"versionId": version.id, "version": version.number}
+        analysis = queue_analysis_after(session, version, job_id=ctx.job_id)
+        summary = {"versionId": version.id, "version": version.number, "qualityJobId": analysis.id}
     remove_upload(config.upload_dir)
     ctx.progress(1.0, stage="done", force=True)
     return {"datasetId": config.dataset_id, **summary, **_counts(result)}
@@ -113,7 +115,8 @@ def run_add_files(ctx: JobContext) -> dict[str, Any]:
         provenance = config.source.provenance() | {"parentVersion": parent.number}
         extra = {"importReport": import_report(result), "provenance": provenance}
         finish_version(session, version, extra)
-        summary = {"versionId": version.id, "version": version.number}
+        analysis = queue_analysis_after(session, version, job_id=ctx.job_id)
+        summary = {"versionId": version.id, "version": version.number, "qualityJobId": analysis.id}
     remove_upload(config.upload_dir)
     ctx.progress(1.0, stage="done", force=True)
     return {"datasetId": config.dataset_id, **summary, **_counts(result)}

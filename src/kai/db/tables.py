@@ -249,3 +249,162 @@ class Sample(Base):
     format: Mapped[str] = mapped_column(String(16))
     group: Mapped[str | None] = mapped_column(String(200))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+
+
+class ModelStatus(enum.StrEnum):
+    """Whether a model has a usable version yet."""
+
+    IMPORTING = "importing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Model(Base):
+    """A named image classifier with immutable versions."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus), default=ModelStatus.IMPORTING)
+    error: Mapped[str | None] = mapped_column(Text)
+    import_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    """An immutable state of a model: its files, what they hold and where they came from."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    framework: Mapped[str] = mapped_column(String(32))
+    format: Mapped[str] = mapped_column(String(64))
+    architecture: Mapped[str | None] = mapped_column(String(200))
+    input_spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    class_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    parameter_count: Mapped[int | None] = mapped_column(BigInteger)
+    layer_groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    safety: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    inspection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    card: Mapped[str] = mapped_column(Text, default="")
+    card_edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelArtifact(Base):
+    """A file of a model version, stored as a blob under a name its format expects."""
+
+    __tablename__ = "model_artifacts"
+    __table_args__ = (UniqueConstraint("version_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelEvaluation(Base):
+    """Metrics of a model version measured on a dataset version."""
+
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    dataset_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL")
+    )
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IssueType(enum.StrEnum):
+    """What the quality analysis found wrong with a sample."""
+
+    UNREADABLE = "unreadable"
+    TOO_SMALL = "too_small"
+    ODD_ASPECT_RATIO = "odd_aspect_ratio"
+    BLURRY = "blurry"
+    TOO_DARK = "too_dark"
+    TOO_BRIGHT = "too_bright"
+    LOW_CONTRAST = "low_contrast"
+    LOW_INFORMATION = "low_information"
+    GRAYSCALE = "grayscale"
+    EXIF_ROTATED = "exif_rotated"
+    EXACT_DUPLICATE = "exact_duplicate"
+    NEAR_DUPLICATE = "near_duplicate"
+    LABEL_CONFLICT = "label_conflict"
+    EXACT_LEAKAGE = "exact_leakage"
+    NEAR_LEAKAGE = "near_leakage"
+    GROUP_LEAKAGE = "group_leakage"
+    LABEL_ERROR = "label_error"
+    OUTLIER = "outlier"
+
+
+class IssueSeverity(enum.StrEnum):
+    """How much an issue hurts training, from ``high`` down to ``info``."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class QualityReport(Base):
+    """The quality analysis of one dataset version: score, metrics and recommendations."""
+
+    __tablename__ = "quality_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    score: Mapped[float] = mapped_column(Float)
+    needs_improvement: Mapped[bool] = mapped_column(Boolean)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    score_breakdown: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    issue_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recommendations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QualityIssue(Base):
+    """One issue of one sample in a quality report, with the evidence behind it."""
+
+    __tablename__ = "quality_issues"
+    __table_args__ = (Index("ix_quality_issues_report_type", "report_id", "issue_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("quality_reports.id", ondelete="CASCADE"))
+    sample_uid: Mapped[str] = mapped_column(String(32))
+    issue_type: Mapped[IssueType] = mapped_column(
+        Enum(
+            IssueType, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e]
+        )
+    )
+    severity: Mapped[IssueSeverity] = mapped_column(_enum(IssueSeverity))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -264,6 +264,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/datasets/premade": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Premade Datasets
+         * @description Catalog datasets matching ``search`` words, a ``category`` and a ``repository``.
+         */
+        get: operations["list_premade_datasets_api_admin_datasets_premade_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/datasets/import/premade": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Premade Import
+         * @description Queue the import of a premade dataset; answers with the new dataset and ``jobId``.
+         */
+        post: operations["create_premade_import_api_admin_datasets_import_premade_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/datasets/{dataset_id}/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Quality Report
+         * @description The newest report of the latest version (or ``version``); 404 if never analysed.
+         */
+        get: operations["read_quality_report_api_admin_datasets__dataset_id__quality_get"];
+        put?: never;
+        /**
+         * Create Quality Analysis
+         * @description Queue the quality analysis of the latest version (or ``version``).
+         */
+        post: operations["create_quality_analysis_api_admin_datasets__dataset_id__quality_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/datasets/{dataset_id}/quality/issues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Quality Issues
+         * @description The report's issues per sample, with evidence, optionally of one ``type``.
+         */
+        get: operations["list_quality_issues_api_admin_datasets__dataset_id__quality_issues_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/datasets/{dataset_id}/quality/repair": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Quality Repair
+         * @description Apply fixes from the latest report as a new version and queue its analysis.
+         */
+        post: operations["create_quality_repair_api_admin_datasets__dataset_id__quality_repair_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/datasets/upload": {
         parameters: {
             query?: never;
@@ -496,10 +600,283 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/models/upload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Model Upload
+         * @description Upload a model file (multipart ``file``) and queue its import.
+         *
+         *     Form fields: ``name``, ``description``, ``framework`` (overrides detection),
+         *     ``architecture`` (for a state dict), ``modelId`` (add a version to that model),
+         *     and the advanced ``inputSize``, ``mean``, ``std``, ``classNames`` (JSON list or
+         *     one per line; or a ``classNamesFile``), ``headLayer``, ``graphInput``, ``graphOutput``.
+         */
+        post: operations["create_model_upload_api_admin_models_upload_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/import/url": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Url Import
+         * @description Queue the download of a model file from a public URL and its import.
+         */
+        post: operations["create_url_import_api_admin_models_import_url_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Models Route
+         * @description Models, newest first, optionally matching ``search`` in name or description.
+         */
+        get: operations["list_models_route_api_admin_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Model Route
+         * @description One model with a summary of its latest version.
+         */
+        get: operations["read_model_route_api_admin_models__model_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update Model Route
+         * @description Change the name or description; versions are untouched.
+         */
+        patch: operations["update_model_route_api_admin_models__model_id__patch"];
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Versions Route
+         * @description Every version, oldest first, with its artifacts and evaluations.
+         */
+        get: operations["list_versions_route_api_admin_models__model_id__versions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/versions/{number}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Version Route
+         * @description One version in full.
+         */
+        get: operations["read_version_route_api_admin_models__model_id__versions__number__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/versions/{number}/lineage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Lineage Route
+         * @description The version and the versions it was made from, newest first.
+         */
+        get: operations["list_lineage_route_api_admin_models__model_id__versions__number__lineage_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/versions/{number}/card": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Card Route
+         * @description The version's Markdown model card.
+         */
+        get: operations["read_card_route_api_admin_models__model_id__versions__number__card_get"];
+        /**
+         * Update Card Route
+         * @description Replace the card's text; ``markdown: null`` regenerates it from what Kai knows.
+         */
+        put: operations["update_card_route_api_admin_models__model_id__versions__number__card_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/predict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Prediction
+         * @description Classify one or more images with the latest version (or ``version``).
+         *
+         *     A POST, so the router-wide guard keeps it to editors and admins.
+         */
+        post: operations["create_prediction_api_admin_models__model_id__predict_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * ApplyLabelsFix
+         * @description Relabel these samples with the labels the report suggests for them.
+         */
+        ApplyLabelsFix: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "applyLabels";
+            /** Sampleids */
+            sampleIds: string[];
+        };
+        /**
+         * ArtifactRead
+         * @description A stored file of a version.
+         */
+        ArtifactRead: {
+            /** Role */
+            role: string;
+            /** Name */
+            name: string;
+            /** Sha256 */
+            sha256: string;
+            /** Sizebytes */
+            sizeBytes: number;
+        };
+        /** Body_create_prediction_api_admin_models__model_id__predict_post */
+        Body_create_prediction_api_admin_models__model_id__predict_post: {
+            /**
+             * File
+             * @description One or more images
+             */
+            file: string[];
+        };
+        /**
+         * CapClassesFix
+         * @description Keep at most ``max`` training images per class, dropping flagged ones first.
+         */
+        CapClassesFix: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "capClasses";
+            /** Max */
+            max: number;
+        };
+        /**
+         * CardRead
+         * @description A version's Markdown model card.
+         */
+        CardRead: {
+            /** Modelid */
+            modelId: number;
+            /** Version */
+            version: number;
+            /** Markdown */
+            markdown: string;
+            /** Edited */
+            edited: boolean;
+            /** Editedat */
+            editedAt: string | null;
+        };
+        /**
+         * CardUpdate
+         * @description A new card text; ``markdown: null`` regenerates the card from what Kai knows.
+         */
+        CardUpdate: {
+            /** Markdown */
+            markdown: string | null;
+        };
+        /**
+         * Category
+         * @description What a catalog dataset shows.
+         * @enum {string}
+         */
+        Category: "materials" | "textures" | "general";
         /**
          * ChangeSetRead
          * @description One kind of change between two versions.
@@ -519,6 +896,18 @@ export interface components {
             samples: {
                 [key: string]: unknown;
             }[];
+        };
+        /**
+         * ClassScoreRead
+         * @description One class and its probability.
+         */
+        ClassScoreRead: {
+            /** Index */
+            index: number;
+            /** Label */
+            label: string;
+            /** Probability */
+            probability: number;
         };
         /**
          * DatasetRead
@@ -600,6 +989,25 @@ export interface components {
             moved: components["schemas"]["ChangeSetRead"];
         };
         /**
+         * EvaluationRead
+         * @description Metrics of a version on a dataset version.
+         */
+        EvaluationRead: {
+            /** Id */
+            id: number;
+            /** Datasetversionid */
+            datasetVersionId: number | null;
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+        };
+        /**
          * FolderImportCreate
          * @description Import a folder on the server, under one of the configured import roots.
          */
@@ -632,6 +1040,16 @@ export interface components {
             version: string;
         };
         /**
+         * ImagePredictionRead
+         * @description The most probable classes of one image.
+         */
+        ImagePredictionRead: {
+            /** File */
+            file: string;
+            /** Predictions */
+            predictions: components["schemas"]["ClassScoreRead"][];
+        };
+        /**
          * ImportStarted
          * @description A dataset whose import job was queued.
          */
@@ -641,6 +1059,32 @@ export interface components {
             /** Jobid */
             jobId: number;
         };
+        /**
+         * InputSpecRead
+         * @description How images become the model's input.
+         */
+        InputSpecRead: {
+            /** Sizepx */
+            sizePx: number[];
+            /** Mean */
+            mean: number[];
+            /** Std */
+            std: number[];
+            /** Cropfraction */
+            cropFraction: number;
+        };
+        /**
+         * IssueSeverity
+         * @description How much an issue hurts training, from ``high`` down to ``info``.
+         * @enum {string}
+         */
+        IssueSeverity: "high" | "medium" | "low" | "info";
+        /**
+         * IssueType
+         * @description What the quality analysis found wrong with a sample.
+         * @enum {string}
+         */
+        IssueType: "unreadable" | "too_small" | "odd_aspect_ratio" | "blurry" | "too_dark" | "too_bright" | "low_contrast" | "low_information" | "grayscale" | "exif_rotated" | "exact_duplicate" | "near_duplicate" | "label_conflict" | "exact_leakage" | "near_leakage" | "group_leakage" | "label_error" | "outlier";
         /**
          * JobEventsRead
          * @description Stored events after a ``seq``, oldest first, in their WebSocket form.
@@ -716,6 +1160,18 @@ export interface components {
          */
         JobState: "queued" | "running" | "succeeded" | "failed" | "cancelled";
         /**
+         * LayerGroupRead
+         * @description Layers that training freezes or unfreezes together.
+         */
+        LayerGroupRead: {
+            /** Name */
+            name: string;
+            /** Modules */
+            modules: string[];
+            /** Parametercount */
+            parameterCount: number;
+        };
+        /**
          * LoginRequest
          * @description Credentials for the admin panel.
          */
@@ -739,6 +1195,133 @@ export interface components {
             classes: string[];
             /** Into */
             into: string;
+        };
+        /**
+         * ModelImportStarted
+         * @description A model whose import job was queued.
+         */
+        ModelImportStarted: {
+            /** Id */
+            id: number;
+            /** Jobid */
+            jobId: number;
+        };
+        /**
+         * ModelRead
+         * @description A model with a summary of its latest version.
+         */
+        ModelRead: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            status: components["schemas"]["ModelStatus"];
+            /** Error */
+            error: string | null;
+            /** Importjobid */
+            importJobId: number | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /** Version */
+            version: number | null;
+            /** Versionid */
+            versionId: number | null;
+            /** Framework */
+            framework: string | null;
+            /** Format */
+            format: string | null;
+            /** Architecture */
+            architecture: string | null;
+            /** Numclasses */
+            numClasses: number | null;
+            /** Classnames */
+            classNames: string[];
+            /** Parametercount */
+            parameterCount: number | null;
+        };
+        /**
+         * ModelStatus
+         * @description Whether a model has a usable version yet.
+         * @enum {string}
+         */
+        ModelStatus: "importing" | "ready" | "failed";
+        /**
+         * ModelUpdate
+         * @description Descriptive fields to change; omitted ones stay as they are.
+         */
+        ModelUpdate: {
+            /** Name */
+            name?: string | null;
+            /** Description */
+            description?: string | null;
+        };
+        /**
+         * ModelVersionRead
+         * @description An immutable version of a model.
+         */
+        ModelVersionRead: {
+            /** Id */
+            id: number;
+            /** Modelid */
+            modelId: number;
+            /** Number */
+            number: number;
+            /** Parentversionid */
+            parentVersionId: number | null;
+            /** Framework */
+            framework: string;
+            /** Format */
+            format: string;
+            /** Architecture */
+            architecture: string | null;
+            inputSpec: components["schemas"]["InputSpecRead"] | null;
+            /** Numclasses */
+            numClasses: number;
+            /** Classnames */
+            classNames: string[];
+            /** Parametercount */
+            parameterCount: number | null;
+            /** Layergroups */
+            layerGroups: components["schemas"]["LayerGroupRead"][];
+            /** Provenance */
+            provenance: {
+                [key: string]: unknown;
+            };
+            /** Safety */
+            safety: {
+                [key: string]: unknown;
+            };
+            /** Notes */
+            notes: string[];
+            /** Details */
+            details: {
+                [key: string]: unknown;
+            };
+            /** Sha256 */
+            sha256: string;
+            /** Sizebytes */
+            sizeBytes: number;
+            /** Artifacts */
+            artifacts: components["schemas"]["ArtifactRead"][];
+            /** Evaluations */
+            evaluations: components["schemas"]["EvaluationRead"][];
+            /** Createdbyjobid */
+            createdByJobId: number | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
         };
         /**
          * MoveOp
@@ -776,6 +1359,39 @@ export interface components {
             /** Pagesize */
             pageSize: number;
         };
+        /** Page[ModelRead] */
+        Page_ModelRead_: {
+            /** Items */
+            items: components["schemas"]["ModelRead"][];
+            /** Total */
+            total: number;
+            /** Page */
+            page: number;
+            /** Pagesize */
+            pageSize: number;
+        };
+        /** Page[PremadeDatasetRead] */
+        Page_PremadeDatasetRead_: {
+            /** Items */
+            items: components["schemas"]["PremadeDatasetRead"][];
+            /** Total */
+            total: number;
+            /** Page */
+            page: number;
+            /** Pagesize */
+            pageSize: number;
+        };
+        /** Page[QualityIssueRead] */
+        Page_QualityIssueRead_: {
+            /** Items */
+            items: components["schemas"]["QualityIssueRead"][];
+            /** Total */
+            total: number;
+            /** Page */
+            page: number;
+            /** Pagesize */
+            pageSize: number;
+        };
         /** Page[SampleRead] */
         Page_SampleRead_: {
             /** Items */
@@ -797,6 +1413,225 @@ export interface components {
             page: number;
             /** Pagesize */
             pageSize: number;
+        };
+        /**
+         * PredictionsRead
+         * @description The predictions of one model version for each image sent.
+         */
+        PredictionsRead: {
+            /** Modelid */
+            modelId: number;
+            /** Version */
+            version: number;
+            /** Results */
+            results: components["schemas"]["ImagePredictionRead"][];
+        };
+        /**
+         * PremadeClassRead
+         * @description A class of a catalog dataset, with its image count when known.
+         */
+        PremadeClassRead: {
+            /** Name */
+            name: string;
+            /** Count */
+            count: number | null;
+        };
+        /**
+         * PremadeDatasetRead
+         * @description A catalog dataset; import it by its ``id`` or by one of its sources' ids.
+         */
+        PremadeDatasetRead: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            category: components["schemas"]["Category"];
+            /** Task */
+            task: string;
+            /** Description */
+            description: string;
+            /** License */
+            license: string;
+            /** Homepage */
+            homepage: string;
+            /** Numimages */
+            numImages: number | null;
+            /** Numclasses */
+            numClasses: number;
+            /** Downloadsize */
+            downloadSize: string;
+            /** Classes */
+            classes: components["schemas"]["PremadeClassRead"][];
+            /** Repositories */
+            repositories: string[];
+            /** Sources */
+            sources: components["schemas"]["PremadeSourceRead"][];
+        };
+        /**
+         * PremadeImportCreate
+         * @description Import a catalog dataset (``dtd``) or a named source (``huggingface:ORG/NAME``).
+         */
+        PremadeImportCreate: {
+            /**
+             * Sourcedatasetid
+             * @default
+             */
+            sourceDatasetId?: string;
+            /**
+             * Includemetadata
+             * @default false
+             */
+            includeMetadata?: boolean;
+            /** Selectedclasses */
+            selectedClasses?: string[] | null;
+            /** Name */
+            name?: string | null;
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /** Maxsamplesperclass */
+            maxSamplesPerClass?: number | null;
+        };
+        /**
+         * PremadeImportStarted
+         * @description The new dataset, importing, and its import job.
+         */
+        PremadeImportStarted: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /** Tags */
+            tags: string[];
+            /** License */
+            license: string;
+            /** Source */
+            source: string;
+            status: components["schemas"]["DatasetStatus"];
+            /** Error */
+            error: string | null;
+            /** Importjobid */
+            importJobId: number | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /** Version */
+            version: number | null;
+            /** Samplecount */
+            sampleCount: number;
+            /** Classes */
+            classes: string[];
+            /** Classcounts */
+            classCounts: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            };
+            /** Jobid */
+            jobId: number;
+        };
+        /**
+         * PremadeSourceRead
+         * @description One repository that carries a catalog dataset.
+         */
+        PremadeSourceRead: {
+            /** Repository */
+            repository: string;
+            /** Reference */
+            reference: string;
+            /** Config */
+            config: string | null;
+            /** Revision */
+            revision: string | null;
+            /** Sourcedatasetid */
+            sourceDatasetId: string;
+        };
+        /**
+         * QualityIssueRead
+         * @description One issue of one sample; ``sampleId`` works with the sample image and thumbnail routes.
+         */
+        QualityIssueRead: {
+            /** Sampleid */
+            sampleId: string;
+            type: components["schemas"]["IssueType"];
+            severity: components["schemas"]["IssueSeverity"];
+            /** Evidence */
+            evidence: {
+                [key: string]: unknown;
+            };
+            /** Label */
+            label: string | null;
+            split: components["schemas"]["Split"] | null;
+            /** Originalname */
+            originalName: string | null;
+        };
+        /**
+         * QualityReportRead
+         * @description A version's quality report: score, how it was reached, metrics and what to do.
+         */
+        QualityReportRead: {
+            /** Id */
+            id: number;
+            /** Datasetid */
+            datasetId: number;
+            /** Version */
+            version: number;
+            /** Jobid */
+            jobId: number | null;
+            /** Overallqualityscore */
+            overallQualityScore: number;
+            /** Needsimprovement */
+            needsImprovement: boolean;
+            /** Scorebreakdown */
+            scoreBreakdown: {
+                [key: string]: unknown;
+            };
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
+            /** Recommendations */
+            recommendations: {
+                [key: string]: unknown;
+            }[];
+            /** Issuecounts */
+            issueCounts: {
+                [key: string]: number;
+            };
+            /** Parentversion */
+            parentVersion: number | null;
+            /** Parentscore */
+            parentScore: number | null;
+            /** Scorechange */
+            scoreChange: number | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+        };
+        /**
+         * QualityStarted
+         * @description A queued analysis of one dataset version.
+         */
+        QualityStarted: {
+            /** Jobid */
+            jobId: number;
+            /** Datasetid */
+            datasetId: number;
+            /** Version */
+            version: number;
         };
         /**
          * RelabelOp
@@ -842,6 +1677,37 @@ export interface components {
             to: string;
         };
         /**
+         * RepairCreate
+         * @description Fixes to apply to the latest version, as named by its report's recommendations.
+         */
+        RepairCreate: {
+            /** Fixes */
+            fixes: (components["schemas"]["SimpleFix"] | components["schemas"]["ApplyLabelsFix"] | components["schemas"]["CapClassesFix"])[];
+            /**
+             * Message
+             * @default
+             */
+            message?: string;
+        };
+        /**
+         * RepairRead
+         * @description The repaired version and the queued analysis that will score it.
+         */
+        RepairRead: {
+            /** Datasetid */
+            datasetId: number;
+            /** Version */
+            version: number;
+            /** Parentversion */
+            parentVersion: number;
+            /** Samplecount */
+            sampleCount: number;
+            /** Fixes */
+            fixes: string[];
+            /** Jobid */
+            jobId: number;
+        };
+        /**
          * Role
          * @description What a user may do: viewers read, editors change, admins manage users.
          * @enum {string}
@@ -876,6 +1742,17 @@ export interface components {
             user: components["schemas"]["UserRead"];
             /** Csrftoken */
             csrfToken?: string | null;
+        };
+        /**
+         * SimpleFix
+         * @description A fix without options.
+         */
+        SimpleFix: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "dropDuplicates" | "dropUnreadable" | "resplitLeakage" | "reweightClasses";
         };
         /**
          * Split
@@ -921,6 +1798,52 @@ export interface components {
             lastUsedAt: string | null;
             /** Revoked */
             revoked: boolean;
+        };
+        /**
+         * UrlImportCreate
+         * @description Import a model file from a URL; a new model unless ``modelId`` names one.
+         */
+        UrlImportCreate: {
+            /** Url */
+            url: string;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /** Framework */
+            framework?: string | null;
+            /** Architecture */
+            architecture?: string | null;
+            /** Modelid */
+            modelId?: number | null;
+            /** Inputsize */
+            inputSize?: number | null;
+            /** Mean */
+            mean?: [
+                number,
+                number,
+                number
+            ] | null;
+            /** Std */
+            std?: [
+                number,
+                number,
+                number
+            ] | null;
+            /** Classnames */
+            classNames?: string[] | null;
+            /** Headlayer */
+            headLayer?: string | null;
+            /** Graphinput */
+            graphInput?: string | null;
+            /** Graphoutput */
+            graphOutput?: string | null;
         };
         /**
          * UserCreate
@@ -1494,6 +2417,220 @@ export interface operations {
             };
         };
     };
+    list_premade_datasets_api_admin_datasets_premade_get: {
+        parameters: {
+            query?: {
+                search?: string | null;
+                category?: string | null;
+                repository?: string | null;
+                page?: number;
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_PremadeDatasetRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_premade_import_api_admin_datasets_import_premade_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PremadeImportCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PremadeImportStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_quality_report_api_admin_datasets__dataset_id__quality_get: {
+        parameters: {
+            query?: {
+                /** @description The version; the latest if absent */
+                version?: number | null;
+            };
+            header?: never;
+            path: {
+                dataset_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QualityReportRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_quality_analysis_api_admin_datasets__dataset_id__quality_post: {
+        parameters: {
+            query?: {
+                /** @description The version; the latest if absent */
+                version?: number | null;
+            };
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path: {
+                dataset_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QualityStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_quality_issues_api_admin_datasets__dataset_id__quality_issues_get: {
+        parameters: {
+            query?: {
+                /** @description The version; the latest if absent */
+                version?: number | null;
+                type?: components["schemas"]["IssueType"] | null;
+                page?: number;
+                pageSize?: number;
+            };
+            header?: never;
+            path: {
+                dataset_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_QualityIssueRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_quality_repair_api_admin_datasets__dataset_id__quality_repair_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                dataset_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RepairCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RepairRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     create_dataset_upload_api_admin_datasets_upload_post: {
         parameters: {
             query?: never;
@@ -1945,6 +3082,374 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_model_upload_api_admin_models_upload_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelImportStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_url_import_api_admin_models_import_url_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UrlImportCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelImportStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_models_route_api_admin_models_get: {
+        parameters: {
+            query?: {
+                search?: string | null;
+                page?: number;
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ModelRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_model_route_api_admin_models__model_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    update_model_route_api_admin_models__model_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModelUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_versions_route_api_admin_models__model_id__versions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersionRead"][];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_version_route_api_admin_models__model_id__versions__number__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+                number: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersionRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_lineage_route_api_admin_models__model_id__versions__number__lineage_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+                number: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersionRead"][];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_card_route_api_admin_models__model_id__versions__number__card_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+                number: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    update_card_route_api_admin_models__model_id__versions__number__card_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model_id: number;
+                number: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CardUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_prediction_api_admin_models__model_id__predict_post: {
+        parameters: {
+            query?: {
+                version?: number | null;
+                topK?: number;
+            };
+            header?: never;
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["Body_create_prediction_api_admin_models__model_id__predict_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PredictionsRead"];
                 };
             };
             /** @description Validation Error */

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 18:56:16.615640
+Create Date: 2026-12-03 19:37:38.711871
 """
 
 from __future__ import annotations
@@ -158,6 +158,27 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", "seq"),
     )
     op.create_table(
+        "models",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "importing", "ready", "failed", name="modelstatus", native_enum=False, length=16
+            ),
+            nullable=False,
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("import_job_id", sa.Integer(), nullable=True),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["import_job_id"], ["jobs.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "dataset_versions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("dataset_id", sa.Integer(), nullable=False),
@@ -178,6 +199,93 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("dataset_id", "number"),
     )
+    op.create_table(
+        "model_versions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model_id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
+        sa.Column("framework", sa.String(length=32), nullable=False),
+        sa.Column("format", sa.String(length=64), nullable=False),
+        sa.Column("architecture", sa.String(length=200), nullable=True),
+        sa.Column("input_spec", sa.JSON(), nullable=False),
+        sa.Column("class_names", sa.JSON(), nullable=False),
+        sa.Column("num_classes", sa.Integer(), nullable=False),
+        sa.Column("parameter_count", sa.BigInteger(), nullable=True),
+        sa.Column("layer_groups", sa.JSON(), nullable=False),
+        sa.Column("provenance", sa.JSON(), nullable=False),
+        sa.Column("safety", sa.JSON(), nullable=False),
+        sa.Column("inspection", sa.JSON(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("card", sa.Text(), nullable=False),
+        sa.Column("card_edited_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_by_job_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["created_by_job_id"], ["jobs.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["model_id"], ["models.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["parent_id"], ["model_versions.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("model_id", "number"),
+    )
+    op.create_table(
+        "model_artifacts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version_id", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("blob_sha256", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["version_id"], ["model_versions.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("version_id", "name"),
+    )
+    with op.batch_alter_table("model_artifacts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_model_artifacts_blob_sha256"), ["blob_sha256"], unique=False
+        )
+
+    op.create_table(
+        "model_evaluations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model_version_id", sa.Integer(), nullable=False),
+        sa.Column("dataset_version_id", sa.Integer(), nullable=True),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("created_by_job_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["created_by_job_id"], ["jobs.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["dataset_version_id"], ["dataset_versions.id"], ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(["model_version_id"], ["model_versions.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("model_evaluations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_model_evaluations_model_version_id"), ["model_version_id"], unique=False
+        )
+
+    op.create_table(
+        "quality_reports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version_id", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("needs_improvement", sa.Boolean(), nullable=False),
+        sa.Column("metrics", sa.JSON(), nullable=False),
+        sa.Column("score_breakdown", sa.JSON(), nullable=False),
+        sa.Column("issue_counts", sa.JSON(), nullable=False),
+        sa.Column("recommendations", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["version_id"], ["dataset_versions.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("quality_reports", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_quality_reports_version_id"), ["version_id"], unique=False
+        )
+
     op.create_table(
         "samples",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -210,18 +318,84 @@ def upgrade() -> None:
             "ix_samples_version_label_split", ["version_id", "label", "split"], unique=False
         )
 
+    op.create_table(
+        "quality_issues",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("report_id", sa.Integer(), nullable=False),
+        sa.Column("sample_uid", sa.String(length=32), nullable=False),
+        sa.Column(
+            "issue_type",
+            sa.Enum(
+                "unreadable",
+                "too_small",
+                "odd_aspect_ratio",
+                "blurry",
+                "too_dark",
+                "too_bright",
+                "low_contrast",
+                "low_information",
+                "grayscale",
+                "exif_rotated",
+                "exact_duplicate",
+                "near_duplicate",
+                "label_conflict",
+                "exact_leakage",
+                "near_leakage",
+                "group_leakage",
+                "label_error",
+                "outlier",
+                name="issuetype",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column(
+            "severity",
+            sa.Enum(
+                "high", "medium", "low", "info", name="issueseverity", native_enum=False, length=16
+            ),
+            nullable=False,
+        ),
+        sa.Column("evidence", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["report_id"], ["quality_reports.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("quality_issues", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_quality_issues_report_type", ["report_id", "issue_type"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("quality_issues", schema=None) as batch_op:
+        batch_op.drop_index("ix_quality_issues_report_type")
+
+    op.drop_table("quality_issues")
     with op.batch_alter_table("samples", schema=None) as batch_op:
         batch_op.drop_index("ix_samples_version_label_split")
         batch_op.drop_index(batch_op.f("ix_samples_reduced_sha256"))
         batch_op.drop_index(batch_op.f("ix_samples_blob_sha256"))
 
     op.drop_table("samples")
+    with op.batch_alter_table("quality_reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_quality_reports_version_id"))
+
+    op.drop_table("quality_reports")
+    with op.batch_alter_table("model_evaluations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_evaluations_model_version_id"))
+
+    op.drop_table("model_evaluations")
+    with op.batch_alter_table("model_artifacts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_artifacts_blob_sha256"))
+
+    op.drop_table("model_artifacts")
+    op.drop_table("model_versions")
     op.drop_table("dataset_versions")
+    op.drop_table("models")
     op.drop_table("job_events")
     op.drop_table("datasets")
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:

@@ -1,0 +1,226 @@
+"""``kai model``: upload, list, show, version and card commands for models.
+
+The commands call the model service on the configured data dir, so they work
+with or without a running server. An upload queues the same job the API
+queues, after the same format checks; with ``--wait`` (the default) the
+command follows it, and runs it itself when no worker claims it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from kai.cli._context import open_runtime
+from kai.cli.datasets import _follow
+from kai.db.tables import JobState, Model, ModelVersion
+from kai.errors import InvalidInput, KaiError
+from kai.models import (
+    ModelSource,
+    SourceKind,
+    list_models,
+    list_versions,
+    read_card,
+    read_model,
+    resolve_format,
+    start_model_import,
+    update_card,
+)
+from kai.models.formats import ImportOptions, create_format_registry
+
+app = typer.Typer(help="Upload and inspect models.", no_args_is_help=True)
+
+
+@app.command("upload")
+def upload_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A state dict, TorchScript, ONNX file or bundle")],
+    name: Annotated[str, typer.Option(help="The model's name")] = "",
+    description: Annotated[str, typer.Option(help="What the model does")] = "",
+    framework: Annotated[
+        str | None, typer.Option(help="Format or framework; overrides detection")
+    ] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="timm or torchvision architecture of a state dict")
+    ] = None,
+    model_id: Annotated[int | None, typer.Option(help="Add a version to this model")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Input height and width in pixels")] = None,
+    class_names: Annotated[
+        Path | None, typer.Option(help="A file with one class name per line")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the import until it ends")] = True,
+) -> None:
+    """Import a model file as a new model, or as a new version of --model-id."""
+    if not file.is_file():
+        raise InvalidInput(f"No file at {str(file)!r}")
+    options = ImportOptions(
+        framework=framework,
+        architecture=architecture,
+        input_size_px=(input_size, input_size) if input_size else None,
+        class_names=_read_class_names(class_names) if class_names else None,
+    )
+    resolve_format(create_format_registry(), file.resolve(), options)
+    with open_runtime(ctx) as runtime:
+        upload_dir, copy = _copy_to_uploads(file, runtime.settings.uploads_dir)
+        source = ModelSource(kind=SourceKind.UPLOAD, path=str(copy), original_name=file.name)
+        with runtime.db.session() as session:
+            model, job = start_model_import(
+                session,
+                name=name or file.stem,
+                description=description,
+                source=source,
+                options=options,
+                model_id=model_id,
+                upload_dir=upload_dir,
+            )
+            found_id, job_id = model.id, job.id
+        runtime.dispatcher.dispatch(job_id)
+        _err().print(f"Model {found_id}: import job {job_id} queued")
+        if wait:
+            state, error = _follow(runtime, job_id)
+            if state is not JobState.SUCCEEDED:
+                raise KaiError(f"The import into model {found_id} ended {state.value}: {error}")
+    _out().print(str(found_id))
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    search: Annotated[str | None, typer.Option(help="Match name or description")] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """List models, newest first."""
+    with open_runtime(ctx) as runtime, runtime.db.session() as session:
+        rows, total = list_models(session, page=page, page_size=page_size, search=search)
+        table = Table("id", "name", "status", "version", "format", "architecture", "classes")
+        for model, version in rows:
+            table.add_row(*_model_cells(model, version))
+    _out().print(table)
+    _err().print(f"Page {page}: {len(rows)} of {total} models")
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context, model_id: Annotated[int, typer.Argument(help="The model's id")]
+) -> None:
+    """Show a model and its latest version."""
+    with open_runtime(ctx) as runtime, runtime.db.session() as session:
+        model, version = read_model(session, model_id)
+        console = _out()
+        console.print(f"[bold]{model.name}[/] (id {model.id}): {model.status.value}")
+        if model.description:
+            console.print(model.description, markup=False)
+        if model.error:
+            console.print(f"[red]Error:[/] {model.error}", markup=True)
+        if version is not None:
+            _show_version(console, version)
+
+
+@app.command("versions")
+def versions_command(
+    ctx: typer.Context, model_id: Annotated[int, typer.Argument(help="The model's id")]
+) -> None:
+    """List a model's versions, oldest first."""
+    with open_runtime(ctx) as runtime, runtime.db.session() as session:
+        table = Table(
+            "version", "format", "architecture", "classes", "parameters", "origin", "created"
+        )
+        for version in list_versions(session, model_id):
+            table.add_row(
+                str(version.number),
+                version.format,
+                version.architecture or "-",
+                str(version.num_classes),
+                f"{version.parameter_count:,}" if version.parameter_count else "-",
+                str(version.provenance.get("kind", "-")),
+                version.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+    _out().print(table)
+
+
+@app.command("card")
+def card_command(
+    ctx: typer.Context,
+    model_id: Annotated[int, typer.Argument(help="The model's id")],
+    version: Annotated[int | None, typer.Option(help="The version; the latest by default")] = None,
+    set_from: Annotated[
+        Path | None, typer.Option("--set", help="Replace the card with this Markdown file")
+    ] = None,
+    raw: Annotated[bool, typer.Option(help="Print the Markdown source")] = False,
+) -> None:
+    """Show a version's model card, or replace it with --set FILE."""
+    with open_runtime(ctx) as runtime, runtime.db.session() as session:
+        if set_from is not None:
+            text = set_from.read_text(encoding="utf-8")
+            update_card(session, model_id, version, text)
+        _, markdown = read_card(session, model_id, version)
+    if raw:
+        _out().print(markdown, markup=False)
+    else:
+        _out().print(Markdown(markdown))
+
+
+def _copy_to_uploads(file: Path, uploads_dir: Path) -> tuple[Path, Path]:
+    """Copy the file where the job can read it and delete it afterwards; the user's stays."""
+    folder = uploads_dir / secrets.token_hex(16)
+    folder.mkdir(parents=True)
+    copy = folder / ("file" + file.suffix.lower()[:16])
+    shutil.copyfile(file, copy)
+    return folder, copy
+
+
+def _read_class_names(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8").strip()
+    if text.startswith("["):
+        names = json.loads(text)
+        if not isinstance(names, list):
+            raise InvalidInput(f"{path} must hold a JSON list or one class name per line")
+        return [str(name) for name in names]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _show_version(console: Console, version: ModelVersion) -> None:
+    size = version.input_spec.get("size_px", ["?", "?"])
+    fields = {
+        "version": version.number,
+        "format": f"{version.format} ({version.framework})",
+        "architecture": version.architecture or "-",
+        "classes": version.num_classes,
+        "parameters": f"{version.parameter_count:,}" if version.parameter_count else "-",
+        "input": f"{size[0]}x{size[1]} px",
+        "sha256": version.sha256,
+        "safety": version.safety.get("verdict", "-"),
+    }
+    for name, value in fields.items():
+        console.print(f"{name:>13}: {value}", markup=False)
+    for note in version.inspection.get("notes", []):
+        console.print(f"  - {note}", markup=False)
+
+
+def _model_cells(model: Model, version: ModelVersion | None) -> list[str]:
+    return [
+        str(model.id),
+        model.name,
+        model.status.value,
+        str(version.number) if version else "-",
+        version.format if version else "-",
+        (version.architecture or "-") if version else "-",
+        str(version.num_classes) if version else "-",
+    ]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)

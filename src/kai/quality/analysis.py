@@ -1,0 +1,197 @@
+"""The analysis of one dataset version: read every image once, then judge the whole set.
+
+Nothing here touches the database: the caller hands in the sample rows and a
+blob store, and stores the :class:`Analysis` it gets back. Reduced copies are
+decoded on a small thread pool (Pillow and numpy release the GIL), each
+distinct copy once, however many samples share it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kai.db.tables import IssueType
+from kai.errors import NotFound
+from kai.quality.balance import compute_class_balance
+from kai.quality.duplicates import find_duplicate_issues
+from kai.quality.findings import Finding, Thresholds
+from kai.quality.image_checks import find_image_issues
+from kai.quality.images import ImageStats, UnreadableImage, compute_image_stats, read_orientation
+from kai.quality.recommendations import compute_recommendations
+from kai.quality.samples import Inspected, SampleRecord
+from kai.quality.score import compute_score
+from kai.storage.blobs import BlobStore
+
+logger = logging.getLogger(__name__)
+
+MAX_WORKERS = 4
+_CHUNK = 64
+EMBEDDINGS_NOT_RUN = (
+    "embedding checks (label errors from out-of-sample predictions, outliers) are not "
+    "part of this analysis yet"
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A finished analysis, ready to be stored as a report."""
+
+    score: float
+    needs_improvement: bool
+    metrics: dict[str, Any]
+    score_breakdown: dict[str, Any]
+    recommendations: list[dict[str, Any]]
+    findings: list[Finding]
+    issue_counts: dict[str, int] = field(default_factory=dict)
+
+
+def analyse_samples(
+    records: Sequence[SampleRecord],
+    blobs: BlobStore,
+    *,
+    thresholds: Thresholds | None = None,
+    progress: Progress | None = None,
+    check_cancelled: Callable[[], None] | None = None,
+) -> Analysis:
+    """Inspect every sample's image and run every check.
+
+    Args:
+        records: The version's samples.
+        blobs: Where the reduced copies and originals are.
+        thresholds: The checks' thresholds; the defaults when None.
+        progress: Called with (done, total) while images are read.
+        check_cancelled: Called between chunks; raises to stop.
+    """
+    thresholds = thresholds or Thresholds()
+    inspected = inspect_samples(records, blobs, progress=progress, check_cancelled=check_cancelled)
+    return judge(inspected, thresholds)
+
+
+def inspect_samples(
+    records: Sequence[SampleRecord],
+    blobs: BlobStore,
+    *,
+    progress: Progress | None = None,
+    check_cancelled: Callable[[], None] | None = None,
+) -> list[Inspected]:
+    """Read each distinct reduced copy once and each rotated original's header."""
+    cache: dict[str, tuple[ImageStats | None, str | None, int]] = {}
+    report = progress or (lambda done, total: None)
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="quality") as pool:
+        for start in range(0, len(records), _CHUNK):
+            if check_cancelled is not None:
+                check_cancelled()
+            chunk = [r for r in records[start : start + _CHUNK] if _cache_key(r) not in cache]
+            unique = list({_cache_key(r): r for r in chunk}.values())
+            for record, outcome in zip(
+                unique, pool.map(lambda r: _inspect(r, blobs), unique), strict=True
+            ):
+                cache[_cache_key(record)] = outcome
+            report(min(start + _CHUNK, len(records)), len(records))
+    return [Inspected(record, *cache[_cache_key(record)]) for record in records]
+
+
+def judge(inspected: Sequence[Inspected], thresholds: Thresholds) -> Analysis:
+    """Run the checks on inspected samples and score the result."""
+    records = [sample.record for sample in inspected]
+    balance = compute_class_balance(records, thresholds)
+    duplicates = find_duplicate_issues(inspected, thresholds)
+    findings = [*find_image_issues(inspected, thresholds), *duplicates.findings]
+    affected: dict[IssueType, set[str]] = {}
+    for finding in findings:
+        affected.setdefault(finding.issue_type, set()).add(finding.sample_uid)
+    balance_share = max(min(1.0, (balance.imbalance_ratio - 1.0) / 9.0), balance.too_few_share)
+    score = compute_score(
+        sample_count=len(records),
+        affected=affected,
+        balance_share=balance_share,
+        skipped={"outliers": EMBEDDINGS_NOT_RUN},
+    )
+    counts = {issue_type.value: len(uids) for issue_type, uids in sorted(affected.items())}
+    metrics = {
+        "sampleCount": len(records),
+        "samplesWithIssues": len(set().union(*affected.values())) if affected else 0,
+        "images": _image_metrics(inspected),
+        "classes": balance.metrics(),
+        "duplicates": {
+            "exactClusters": duplicates.exact_clusters,
+            "copyClusters": duplicates.near_clusters,
+            "leakingComponents": duplicates.leaking_components,
+        },
+        "embeddings": {"ran": False, "reason": EMBEDDINGS_NOT_RUN},
+        "thresholds": _thresholds(thresholds),
+    }
+    return Analysis(
+        score=score.value,
+        needs_improvement=score.needs_improvement,
+        metrics=metrics,
+        score_breakdown=score.breakdown,
+        recommendations=compute_recommendations(findings, balance, thresholds),
+        findings=findings,
+        issue_counts=counts,
+    )
+
+
+def _cache_key(record: SampleRecord) -> str:
+    return f"{record.reduced_sha256}:{record.blob_sha256}"
+
+
+def _inspect(record: SampleRecord, blobs: BlobStore) -> tuple[ImageStats | None, str | None, int]:
+    try:
+        stats = compute_image_stats(blobs.read_bytes(record.reduced_sha256))
+    except (UnreadableImage, NotFound, OSError) as exc:
+        logger.warning("Quality check cannot read sample %s: %s", record.uid, exc)
+        return None, str(exc), 1
+    return stats, None, _orientation(record, blobs)
+
+
+def _orientation(record: SampleRecord, blobs: BlobStore) -> int:
+    # Ingest keeps the original as its own reduced copy only when it is small and upright.
+    if record.reduced_sha256 == record.blob_sha256:
+        return 1
+    try:
+        with blobs.open(record.blob_sha256) as handle:
+            return read_orientation(handle)
+    except (NotFound, OSError):
+        return 1
+
+
+def _image_metrics(inspected: Sequence[Inspected]) -> dict[str, Any]:
+    stats = [sample.stats for sample in inspected if sample.stats is not None]
+    if not stats:
+        return {"readable": 0, "unreadable": len(inspected)}
+    return {
+        "readable": len(stats),
+        "unreadable": len(inspected) - len(stats),
+        "meanBrightness": round(sum(s.brightness for s in stats) / len(stats), 4),
+        "meanContrast": round(sum(s.contrast for s in stats) / len(stats), 4),
+        "meanEntropyBits": round(sum(s.entropy_bits for s in stats) / len(stats), 3),
+        "medianLaplacianVariance": _median([s.laplacian_var for s in stats]),
+        "grayscaleShare": round(sum(s.is_grayscale for s in stats) / len(stats), 4),
+    }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return float(f"{ordered[len(ordered) // 2]:.4g}")
+
+
+def _thresholds(thresholds: Thresholds) -> dict[str, float]:
+    return {
+        "minSidePx": thresholds.min_side_px,
+        "maxAspectRatio": thresholds.max_aspect_ratio,
+        "blurLaplacianVariance": thresholds.blur_laplacian_var,
+        "darkBrightness": thresholds.dark_brightness,
+        "brightBrightness": thresholds.bright_brightness,
+        "lowContrastStd": thresholds.low_contrast_std,
+        "lowInformationBits": thresholds.low_information_bits,
+        "nearDuplicateBits": thresholds.near_duplicate_bits,
+        "minImagesPerClass": thresholds.min_images_per_class,
+        "imbalanceRatio": thresholds.imbalance_ratio,
+    }

@@ -1,0 +1,216 @@
+"""Exact and near duplicates, duplicates with different labels, and leakage across splits.
+
+Exact duplicates share the original's blob hash. Near duplicates (resized,
+recompressed or slightly cropped copies) have perceptual hashes a few bits
+apart, confirmed by the difference hash and a close mean colour, so flat
+images of different colours never match. Copies form clusters; each cluster
+keeps its best copy (readable, most pixels, sharpest) and the rest are
+duplicates of it.
+
+Leakage is judged on wider components that also join samples of one named
+group. A component spread over several splits has a home split (the one
+holding most of it, train first on ties); its members elsewhere leak, and
+moving them home removes the leak.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from kai.db.tables import IssueSeverity, IssueType, Split
+from kai.quality.findings import Finding, Thresholds
+from kai.quality.hashes import find_close_pairs, hamming
+from kai.quality.images import ImageStats
+from kai.quality.samples import Inspected
+
+MAX_LISTED = 10
+_SPLIT_RANK = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
+# The difference hash may stray further than the DCT hash on a small crop.
+_DHASH_SLACK_BITS = 10
+
+
+class _Components:
+    """Union-find over sample indices."""
+
+    def __init__(self, size: int) -> None:
+        self._parent = list(range(size))
+
+    def find(self, index: int) -> int:
+        while self._parent[index] != index:
+            self._parent[index] = self._parent[self._parent[index]]
+            index = self._parent[index]
+        return index
+
+    def join(self, a: int, b: int) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self._parent[max(root_a, root_b)] = min(root_a, root_b)
+
+    def groups(self) -> list[list[int]]:
+        members: dict[int, list[int]] = defaultdict(list)
+        for index in range(len(self._parent)):
+            members[self.find(index)].append(index)
+        return [group for group in members.values() if len(group) > 1]
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """What the duplicate and leakage checks found, with counts for the metrics."""
+
+    findings: list[Finding]
+    exact_clusters: int
+    near_clusters: int
+    leaking_components: int
+
+
+def find_duplicate_issues(samples: Sequence[Inspected], thresholds: Thresholds) -> DuplicateReport:
+    """Duplicates, label conflicts among copies, and exact, near and group leakage."""
+    exact_pairs = list(_exact_pairs(samples))
+    near_pairs = list(find_near_pairs(samples, thresholds))
+    copies = _Components(len(samples))
+    for a, b in [*exact_pairs, *near_pairs]:
+        copies.join(a, b)
+    clusters = copies.groups()
+    findings: list[Finding] = []
+    for cluster in clusters:
+        findings.extend(_duplicate_findings(samples, cluster))
+        findings.extend(_conflict_findings(samples, cluster))
+    leaking = 0
+    for component in _leak_components(samples, [*exact_pairs, *near_pairs]):
+        found = list(_leakage_findings(samples, component))
+        leaking += bool(found)
+        findings.extend(found)
+    exact_groups = {samples[i].record.blob_sha256 for pair in exact_pairs for i in pair}
+    return DuplicateReport(findings, len(exact_groups), len(clusters), leaking)
+
+
+def find_near_pairs(
+    samples: Sequence[Inspected], thresholds: Thresholds
+) -> Iterator[tuple[int, int]]:
+    """Index pairs of readable samples that are near copies but not the same file."""
+    readable = [i for i, sample in enumerate(samples) if sample.stats is not None]
+    hashes = [_stats(samples[i]).phash for i in readable]
+    for a, b in find_close_pairs(hashes, max_distance=thresholds.near_duplicate_bits):
+        first, second = samples[readable[a]], samples[readable[b]]
+        if first.record.blob_sha256 == second.record.blob_sha256:
+            continue
+        if _confirmed(first, second, thresholds):
+            yield readable[a], readable[b]
+
+
+def _confirmed(first: Inspected, second: Inspected, thresholds: Thresholds) -> bool:
+    a, b = _stats(first), _stats(second)
+    if hamming(a.dhash, b.dhash) > thresholds.near_duplicate_bits + _DHASH_SLACK_BITS:
+        return False
+    colour_gap = max(abs(x - y) for x, y in zip(a.mean_rgb, b.mean_rgb, strict=True))
+    return colour_gap <= thresholds.near_duplicate_colour
+
+
+def _exact_pairs(samples: Sequence[Inspected]) -> Iterator[tuple[int, int]]:
+    first_of: dict[str, int] = {}
+    for index, sample in enumerate(samples):
+        earlier = first_of.setdefault(sample.record.blob_sha256, index)
+        if earlier != index:
+            yield earlier, index
+
+
+def _keeper(samples: Sequence[Inspected], cluster: list[int]) -> int:
+    def quality(index: int) -> tuple[int, int, float, int, str]:
+        sample = samples[index]
+        pixels = sample.record.width * sample.record.height
+        sharpness = sample.stats.laplacian_var if sample.stats else 0.0
+        rank = _SPLIT_RANK[sample.record.split]
+        return (sample.stats is not None, pixels, sharpness, -rank, sample.record.uid)
+
+    return max(cluster, key=quality)
+
+
+def _duplicate_findings(samples: Sequence[Inspected], cluster: list[int]) -> Iterator[Finding]:
+    keeper = samples[_keeper(samples, cluster)]
+    for index in cluster:
+        sample = samples[index]
+        if sample is keeper:
+            continue
+        exact = sample.record.blob_sha256 == keeper.record.blob_sha256
+        evidence: dict[str, object] = {
+            "duplicateOf": keeper.record.uid,
+            "clusterSize": len(cluster),
+        }
+        if not exact and sample.stats and keeper.stats:
+            evidence["hashDistanceBits"] = hamming(sample.stats.phash, keeper.stats.phash)
+        issue_type = IssueType.EXACT_DUPLICATE if exact else IssueType.NEAR_DUPLICATE
+        yield Finding(sample.record.uid, issue_type, IssueSeverity.LOW, evidence)
+
+
+def _conflict_findings(samples: Sequence[Inspected], cluster: list[int]) -> Iterator[Finding]:
+    labels = Counter(samples[i].record.label for i in cluster)
+    if len(labels) < 2:
+        return
+    (top, top_count), (_, second_count) = labels.most_common(2)
+    suggested = top if top_count > second_count else None
+    for index in cluster:
+        sample = samples[index]
+        others = [
+            {"id": samples[i].record.uid, "label": samples[i].record.label}
+            for i in cluster
+            if i != index and samples[i].record.label != sample.record.label
+        ]
+        evidence: dict[str, object] = {"labels": dict(labels), "otherCopies": others[:MAX_LISTED]}
+        if suggested is not None and suggested != sample.record.label:
+            evidence["suggestedLabel"] = suggested
+            evidence["probability"] = round(top_count / len(cluster), 4)
+        yield Finding(sample.record.uid, IssueType.LABEL_CONFLICT, IssueSeverity.HIGH, evidence)
+
+
+def _leak_components(
+    samples: Sequence[Inspected], copy_pairs: Iterable[tuple[int, int]]
+) -> list[list[int]]:
+    components = _Components(len(samples))
+    for a, b in copy_pairs:
+        components.join(a, b)
+    first_of_group: dict[str, int] = {}
+    for index, sample in enumerate(samples):
+        if sample.record.group:
+            components.join(first_of_group.setdefault(sample.record.group, index), index)
+    return components.groups()
+
+
+def _leakage_findings(samples: Sequence[Inspected], component: list[int]) -> Iterator[Finding]:
+    splits = Counter(samples[i].record.split for i in component)
+    if len(splits) < 2:
+        return
+    home = min(splits, key=lambda split: (-splits[split], _SPLIT_RANK[split]))
+    at_home = [samples[i] for i in component if samples[i].record.split is home]
+    for index in component:
+        sample = samples[index]
+        if sample.record.split is home:
+            continue
+        yield _leak_finding(sample, at_home, home)
+
+
+def _leak_finding(sample: Inspected, at_home: list[Inspected], home: Split) -> Finding:
+    same_file = [s for s in at_home if s.record.blob_sha256 == sample.record.blob_sha256]
+    same_group = [
+        s for s in at_home if sample.record.group and s.record.group == sample.record.group
+    ]
+    if same_file:
+        issue_type, partners = IssueType.EXACT_LEAKAGE, same_file
+    elif same_group:
+        issue_type, partners = IssueType.GROUP_LEAKAGE, same_group
+    else:
+        issue_type, partners = IssueType.NEAR_LEAKAGE, at_home
+    evidence: dict[str, object] = {
+        "split": sample.record.split.value,
+        "homeSplit": home.value,
+        "leaksWith": [s.record.uid for s in partners[:MAX_LISTED]],
+    }
+    if issue_type is IssueType.GROUP_LEAKAGE:
+        evidence["group"] = sample.record.group
+    return Finding(sample.record.uid, issue_type, IssueSeverity.HIGH, evidence)
+
+
+def _stats(sample: Inspected) -> ImageStats:
+    assert sample.stats is not None
+    return sample.stats

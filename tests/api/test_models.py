@@ -1,0 +1,322 @@
+"""Model routes: uploads, URL imports, reads, versions, cards and predictions over HTTP.
+
+A bad file is answered with a 4xx in Kai's error shape naming the problem,
+and nothing is stored; the import itself runs in the real job, with the
+real sandbox.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import kai.models.imports
+from api.support import Account
+from kai.db.tables import Job
+from kai.errors import KaiError
+from kai.jobs.context import JobContext
+from kai.models.formats import InputSpec
+from kai.models.formats.preprocessing import images_to_array
+from kai.runtime import Runtime
+from kai.security.downloads import AddressPolicy
+from models.model_factories import (
+    SIZE_PX,
+    TINY_ARCHITECTURE,
+    garbage_file,
+    linear_onnx_graph,
+    photo_bytes,
+    reference_probabilities,
+    save_pickled_module,
+    save_state_dict,
+    tiny_model,
+)
+
+pytestmark = pytest.mark.db
+
+MODELS = "/api/admin/models"
+
+
+def run_job(runtime: Runtime, job_id: int) -> tuple[dict[str, Any] | None, str | None]:
+    """Run a queued job's handler here as a worker would; returns (result, error)."""
+    with runtime.db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job_type, config = job.type, dict(job.config)
+    ctx = JobContext(
+        job_id=job_id,
+        job_type=job_type,
+        config=config,
+        attempt=1,
+        settings=runtime.settings,
+        db=runtime.db,
+        blobs=runtime.blobs,
+        work_dir=runtime.settings.work_dir / str(job_id),
+    )
+    kind = runtime.registry.resolve(job_type)
+    try:
+        return kind.handler(ctx), None
+    except KaiError as exc:
+        if kind.on_failure is not None:
+            kind.on_failure(ctx, exc.message)
+        return None, exc.message
+
+
+def upload(
+    client: TestClient,
+    account: Account,
+    data: bytes,
+    *,
+    filename: str,
+    fields: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return client.post(
+        f"{MODELS}/upload",
+        files={"file": (filename, data, "application/octet-stream")},
+        data={"name": "tiles", "description": "test", **(fields or {})},
+        headers=account.headers | (headers or {}),
+    )
+
+
+def onnx_bytes(num_classes: int = 3) -> bytes:
+    return linear_onnx_graph(num_classes).SerializeToString()
+
+
+def assert_nothing_stored(client: TestClient, account: Account, runtime: Runtime) -> None:
+    listing = client.get(MODELS, headers=account.headers).json()
+    assert listing["total"] == 0
+    uploads = runtime.settings.uploads_dir
+    assert not uploads.exists() or not any(uploads.iterdir())
+    assert list(runtime.blobs.iter_hashes()) == []
+
+
+def test_state_dict_upload_reads_versions_card_and_predicts(
+    client: TestClient, editor: Account, viewer: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    model = tiny_model(num_classes=3)
+    weights = save_state_dict(model, tmp_path / "tiles.pth").read_bytes()
+    fields = {
+        "architecture": TINY_ARCHITECTURE,
+        "inputSize": str(SIZE_PX),
+        "classNames": json.dumps(["stone", "tile", "wood"]),
+    }
+    response = upload(client, editor, weights, filename="tiles.pth", fields=fields)
+    assert response.status_code == 202, response.text
+    model_id, job_id = response.json()["id"], response.json()["jobId"]
+    result, error = run_job(runtime, job_id)
+    assert error is None and result is not None
+
+    read = client.get(f"{MODELS}/{model_id}", headers=viewer.headers).json()
+    assert read["status"] == "ready" and read["version"] == 1
+    assert read["classNames"] == ["stone", "tile", "wood"]
+    assert read["architecture"] == TINY_ARCHITECTURE and read["format"] == "pytorch_state_dict"
+    versions = client.get(f"{MODELS}/{model_id}/versions", headers=viewer.headers).json()
+    assert len(versions) == 1
+    roles = {a["role"]: a["name"] for a in versions[0]["artifacts"]}
+    assert roles == {"weights": "weights.safetensors", "original": "original/tiles.pth"}
+    assert versions[0]["inputSpec"]["sizePx"] == [SIZE_PX, SIZE_PX]
+    assert versions[0]["layerGroups"][-1]["name"] == "head"
+
+    images = [photo_bytes(1), photo_bytes(2)]
+    files = [("file", (f"p{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    answer = client.post(f"{MODELS}/{model_id}/predict?topK=2", files=files, headers=editor.headers)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["version"] == 1 and [r["file"] for r in body["results"]] == ["p0.png", "p1.png"]
+    decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    stored = versions[0]["inputSpec"]
+    spec = InputSpec(
+        size_px=stored["sizePx"],
+        mean=stored["mean"],
+        std=stored["std"],
+        crop_fraction=stored["cropFraction"],
+    )
+    batch = torch.from_numpy(images_to_array(decoded, spec))
+    expected = reference_probabilities(model, batch)
+    for row, result_for_image in zip(expected, body["results"], strict=True):
+        top = result_for_image["predictions"]
+        assert [p["index"] for p in top] == list(np.argsort(-row)[:2])
+        assert top[0]["label"] == ["stone", "tile", "wood"][top[0]["index"]]
+        assert top[0]["probability"] == pytest.approx(float(row.max()), abs=1e-4)
+
+    card = client.get(f"{MODELS}/{model_id}/versions/1/card", headers=viewer.headers).json()
+    assert card["markdown"].startswith("# tiles (version 1)") and not card["edited"]
+    refused = client.put(
+        f"{MODELS}/{model_id}/versions/1/card", json={"markdown": "x"}, headers=viewer.headers
+    )
+    assert refused.status_code == 403
+    edited = client.put(
+        f"{MODELS}/{model_id}/versions/1/card",
+        json={"markdown": "# Tiles\n\nOurs."},
+        headers=editor.headers,
+    ).json()
+    assert edited["edited"] and edited["markdown"] == "# Tiles\n\nOurs."
+
+
+def test_onnx_uploads_accumulate_versions_and_predict_by_version(
+    client: TestClient, editor: Account, runtime: Runtime
+) -> None:
+    first = upload(client, editor, onnx_bytes(3), filename="linear.onnx")
+    assert first.status_code == 202, first.text
+    model_id = first.json()["id"]
+    assert run_job(runtime, first.json()["jobId"])[1] is None
+    second = upload(
+        client, editor, onnx_bytes(4), filename="v2.onnx", fields={"modelId": str(model_id)}
+    )
+    assert second.status_code == 202 and second.json()["id"] == model_id
+    assert run_job(runtime, second.json()["jobId"])[1] is None
+
+    versions = client.get(f"{MODELS}/{model_id}/versions", headers=editor.headers).json()
+    assert [(v["number"], v["numClasses"], v["format"]) for v in versions] == [
+        (1, 3, "onnx"),
+        (2, 4, "onnx"),
+    ]
+    white = [("file", ("white.png", _plain_png((255, 255, 255)), "image/png"))]
+    latest = client.post(f"{MODELS}/{model_id}/predict", files=white, headers=editor.headers)
+    older = client.post(
+        f"{MODELS}/{model_id}/predict?version=1", files=white, headers=editor.headers
+    )
+    assert latest.status_code == 200 and older.status_code == 200, older.text
+    assert len(latest.json()["results"][0]["predictions"]) == 4
+    assert len(older.json()["results"][0]["predictions"]) == 3
+    # Bright inputs favour the column with the largest weights: the last class.
+    assert older.json()["results"][0]["predictions"][0]["index"] == 2
+    assert older.json()["results"][0]["predictions"][0]["label"] == "class 2"
+
+
+def test_garbage_with_a_model_extension_is_refused_and_nothing_is_stored(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    data = garbage_file(tmp_path / "weights.pth").read_bytes()
+    response = upload(client, editor, data, filename="weights.pth")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input" and "not a model Kai can read" in error["message"]
+    assert_nothing_stored(client, editor, runtime)
+
+
+def test_pickled_module_is_refused_with_state_dict_advice(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    data = save_pickled_module(tiny_model(), tmp_path / "whole.pt").read_bytes()
+    fields = {"architecture": TINY_ARCHITECTURE}
+    response = upload(client, editor, data, filename="whole.pt", fields=fields)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "unsafe_model_file" and "state_dict" in error["message"]
+    assert_nothing_stored(client, editor, runtime)
+
+
+def test_state_dict_without_architecture_is_refused(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    data = save_state_dict(tiny_model(), tmp_path / "w.pth").read_bytes()
+    response = upload(client, editor, data, filename="w.pth")
+    assert response.status_code == 422
+    assert "architecture" in response.json()["error"]["message"]
+    assert_nothing_stored(client, editor, runtime)
+
+
+def test_bad_advanced_options_are_named(client: TestClient, editor: Account) -> None:
+    response = upload(client, editor, onnx_bytes(), filename="m.onnx", fields={"mean": "1,2"})
+    assert response.status_code == 422 and response.json()["error"]["details"]["field"] == "mean"
+
+
+def test_viewer_cannot_upload(client: TestClient, viewer: Account, runtime: Runtime) -> None:
+    response = upload(client, viewer, onnx_bytes(), filename="m.onnx")
+    assert response.status_code == 403
+    assert_nothing_stored(client, viewer, runtime)
+
+
+def test_idempotent_upload_returns_the_first_import(client: TestClient, editor: Account) -> None:
+    key = {"Idempotency-Key": "model-upload-1"}
+    first = upload(client, editor, onnx_bytes(), filename="m.onnx", headers=key)
+    second = upload(client, editor, onnx_bytes(), filename="m.onnx", headers=key)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert client.get(MODELS, headers=editor.headers).json()["total"] == 1
+
+
+def test_predict_refuses_non_images_and_models_without_versions(
+    client: TestClient, editor: Account
+) -> None:
+    response = upload(client, editor, onnx_bytes(), filename="m.onnx")
+    model_id = response.json()["id"]
+    files = [("file", ("a.png", b"not an image", "image/png"))]
+    pending = client.post(f"{MODELS}/{model_id}/predict", files=files, headers=editor.headers)
+    assert pending.status_code == 409 and "no version yet" in pending.json()["error"]["message"]
+    missing = client.post(f"{MODELS}/999/predict", files=files, headers=editor.headers)
+    assert missing.status_code == 404
+
+
+def test_url_import_refuses_addresses_inside_the_network(
+    client: TestClient, editor: Account, runtime: Runtime
+) -> None:
+    runtime.settings.allow_http_downloads = True
+    body = {"url": "http://127.0.0.1:9/model.onnx", "name": "m"}
+    response = client.post(f"{MODELS}/import/url", json=body, headers=editor.headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "unsafe_download"
+    assert client.get(MODELS, headers=editor.headers).json()["total"] == 0
+
+
+@pytest.fixture
+def served_onnx(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> Iterator[str]:
+    """An HTTP server on loopback serving one ONNX graph, trusted by the download policy."""
+    data = onnx_bytes(5)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    trusted = AddressPolicy(trusted_origins=frozenset({("127.0.0.1", port)}))
+    monkeypatch.setattr(kai.models.imports, "download_policy", lambda: trusted)
+    runtime.settings.allow_http_downloads = True
+    try:
+        yield f"http://127.0.0.1:{port}/files/linear.onnx"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_url_import_downloads_and_imports(
+    client: TestClient, editor: Account, runtime: Runtime, served_onnx: str
+) -> None:
+    body = {"url": served_onnx, "name": "from-url", "framework": "onnx"}
+    response = client.post(f"{MODELS}/import/url", json=body, headers=editor.headers)
+    assert response.status_code == 202, response.text
+    result, error = run_job(runtime, response.json()["jobId"])
+    assert error is None and result is not None
+    versions = client.get(
+        f"{MODELS}/{response.json()['id']}/versions", headers=editor.headers
+    ).json()
+    assert versions[0]["numClasses"] == 5
+    assert versions[0]["provenance"]["kind"] == "url"
+    assert versions[0]["provenance"]["url"] == served_onnx
+
+
+def _plain_png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buffer, "PNG")
+    return buffer.getvalue()
