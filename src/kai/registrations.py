@@ -7,7 +7,7 @@ once, so the jobs layer learns the kinds without importing any service.
 
 from __future__ import annotations
 
-from kai import datasets, models, quality
+from kai import datasets, evaluation, models, quality, training
 from kai.datasets.sources import premade
 from kai.jobs.registry import JobRegistry
 
@@ -19,6 +19,8 @@ def register_job_handlers(registry: JobRegistry) -> None:
         registry: A registry without Kai's kinds in it yet.
     """
     datasets.register_job_handlers(registry)
+    evaluation.register_job_handlers(registry)
     models.register_job_handlers(registry)
     premade.register_job_handlers(registry)
     quality.register_job_handlers(registry)
+    training.register_job_handlers(registry)

@@ -31,12 +31,14 @@ from kai.api.errors import install_error_handlers
 from kai.api.routes import (
     auth,
     datasets,
+    evaluations,
     health,
     jobs,
     models,
     premade,
     quality,
     tokens,
+    training,
     users,
 )
 from kai.config import Settings, load_settings
@@ -113,6 +115,8 @@ def _include_routers(app: FastAPI) -> None:
     admin.include_router(quality.router)
     admin.include_router(datasets.router)
     admin.include_router(models.router)
+    admin.include_router(training.router)
+    admin.include_router(evaluations.router)
     app.include_router(admin)
     app.include_router(websocket.router)
 

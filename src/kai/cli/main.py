@@ -14,7 +14,18 @@ import typer
 from typer.core import TyperGroup
 
 from kai import __version__
-from kai.cli import _presentation, datasets, gc, jobs, models, serve, tokens, users, worker
+from kai.cli import (
+    _presentation,
+    datasets,
+    gc,
+    jobs,
+    models,
+    serve,
+    tokens,
+    training,
+    users,
+    worker,
+)
 from kai.cli._context import CliOptions
 from kai.errors import KaiError
 
@@ -45,6 +56,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(datasets.app, name="dataset")
 app.add_typer(models.app, name="model")
 app.command("gc")(gc.gc)
+app.command("train")(training.train)
 
 
 @app.callback()

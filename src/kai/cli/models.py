@@ -1,4 +1,4 @@
-"""``kai model``: upload, list, show, version and card commands for models.
+"""``kai model``: upload, repository import, list, show, version and card commands for models.
 
 The commands call the model service on the configured data dir, so they work
 with or without a running server. An upload queues the same job the API
@@ -21,11 +21,13 @@ from rich.table import Table
 
 from kai.cli._context import open_runtime
 from kai.cli.datasets import _follow
+from kai.cli.evaluations import evaluate_command, evaluations_command
 from kai.db.tables import JobState, Model, ModelVersion
 from kai.errors import InvalidInput, KaiError
 from kai.models import (
     ModelSource,
     SourceKind,
+    check_source_url,
     list_models,
     list_versions,
     read_card,
@@ -35,8 +37,12 @@ from kai.models import (
     update_card,
 )
 from kai.models.formats import ImportOptions, create_format_registry
+from kai.models.repositories import Repository, check_repository_request, parse_repository
+from kai.runtime import Runtime
 
 app = typer.Typer(help="Upload and inspect models.", no_args_is_help=True)
+app.command("evaluate")(evaluate_command)
+app.command("evaluations")(evaluations_command)
 
 
 @app.command("upload")
@@ -89,6 +95,63 @@ def upload_command(
             if state is not JobState.SUCCEEDED:
                 raise KaiError(f"The import into model {found_id} ended {state.value}: {error}")
     _out().print(str(found_id))
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    repository: Annotated[
+        str, typer.Argument(help="huggingface, pytorch-hub, onnx-model-zoo, kaggle, ...")
+    ],
+    model_id: Annotated[str, typer.Argument(help="The model's id in the repository")],
+    name: Annotated[str, typer.Option(help="The model's name")] = "",
+    description: Annotated[str, typer.Option(help="What the model does")] = "",
+    revision: Annotated[
+        str | None, typer.Option(help="Branch, tag, commit or weights name")
+    ] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="Architecture, when the repository does not say")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the import until it ends")] = True,
+) -> None:
+    """Import a pretrained model from a repository, read from its client's cache offline."""
+    chosen = parse_repository(repository)
+    check_repository_request(chosen, model_id.strip(), is_admin=True)
+    if chosen is Repository.URL:
+        source = ModelSource(kind=SourceKind.URL, url=model_id, original_name=Path(model_id).name)
+    else:
+        source = ModelSource(
+            kind=SourceKind.REPOSITORY,
+            repository=chosen.value,
+            reference=model_id.strip(),
+            revision=revision,
+            original_name=model_id.strip(),
+        )
+    options = ImportOptions(architecture=architecture)
+    with open_runtime(ctx) as runtime:
+        if chosen is Repository.URL:
+            check_source_url(model_id, runtime.settings)
+        with runtime.db.session() as session:
+            model, job = start_model_import(
+                session,
+                name=name or model_id.rstrip("/").rsplit("/", 1)[-1],
+                description=description,
+                source=source,
+                options=options,
+            )
+            found_id, job_id = model.id, job.id
+        _queue_and_follow(runtime, found_id, job_id, wait=wait)
+    _out().print(str(found_id))
+
+
+def _queue_and_follow(runtime: Runtime, model_id: int, job_id: int, *, wait: bool) -> None:
+    runtime.dispatcher.dispatch(job_id)
+    _err().print(f"Model {model_id}: import job {job_id} queued")
+    if not wait:
+        return
+    state, error = _follow(runtime, job_id)
+    if state is not JobState.SUCCEEDED:
+        raise KaiError(f"The import into model {model_id} ended {state.value}: {error}")
 
 
 @app.command("list")

@@ -408,3 +408,17 @@ class QualityIssue(Base):
     )
     severity: Mapped[IssueSeverity] = mapped_column(_enum(IssueSeverity))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EvaluationPlot(Base):
+    """A PNG plot of a model evaluation, stored as a blob."""
+
+    __tablename__ = "evaluation_plots"
+    __table_args__ = (UniqueConstraint("evaluation_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(
+        ForeignKey("model_evaluations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)

@@ -43,6 +43,8 @@ from kai.models.records import (
     resolve_version,
     update_model,
 )
+from kai.models.trained import TrainedVersion, create_trained_version
+from kai.models.versions import StoredFile
 
 __all__ = [
     "IMPORT_JOB",
@@ -53,8 +55,11 @@ __all__ = [
     "ModelSource",
     "PredictorCache",
     "SourceKind",
+    "StoredFile",
+    "TrainedVersion",
     "check_model_name",
     "check_source_url",
+    "create_trained_version",
     "file_digest",
     "find_by_idempotency_key",
     "get_model",

@@ -1,7 +1,7 @@
 """The model service's job handlers, registered by the entry points.
 
-``model.import`` turns an uploaded (or downloaded) file into a model
-version: it detects the format, runs the format's cheap checks, then hands
+``model.import`` turns an uploaded (or downloaded, or a repository's) file
+into a model version: it detects the format, runs the format's cheap checks, then hands
 the inspection, the conversion and a trial inference to the sandbox, stores
 the original file and the artifact as blobs, and writes the version in one
 transaction. Its failure hook marks a model without versions failed with
@@ -24,7 +24,7 @@ from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
 from kai.models import imports
 from kai.models.cards import render_card
-from kai.models.formats import ModelFormat, create_format_registry
+from kai.models.formats import ImportOptions, ModelFormat, create_format_registry
 from kai.models.imports import IMPORT_JOB, ModelImportConfig, SourceKind, remove_upload
 from kai.models.inspection import (
     SANDBOX_MEMORY_BYTES,
@@ -35,6 +35,7 @@ from kai.models.inspection import (
     file_digest,
     resolve_format,
 )
+from kai.models.repositories import FetchedModel, fetch_repository_model, parse_repository
 from kai.models.versions import NewVersion, StoredFile, lock_model, write_version
 from kai.security import downloads
 
@@ -53,26 +54,27 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
     config = ModelImportConfig.model_validate(ctx.config)
     _require_model(ctx, config.model_id)
     ctx.progress(0.0, stage="fetch", force=True)
-    path = _fetch(ctx, config)
+    fetched = _fetch(ctx, config)
+    path, options = fetched.path, fetched.options
     sha256, size_bytes = file_digest(path)
 
     ctx.progress(0.2, stage="check", force=True)
-    model_format = resolve_format(create_format_registry(), path, config.options)
+    model_format = resolve_format(create_format_registry(), path, options)
     ctx.log(f"Detected format {model_format.name} ({size_bytes} bytes, SHA-256 {sha256[:12]})")
 
     ctx.progress(0.3, stage="inspect", force=True)
-    examination = _examine(ctx, model_format, path, config)
+    examination = _examine(ctx, model_format, path, options)
     ctx.check_cancelled()
 
     ctx.progress(0.8, stage="store", force=True)
-    files = _store_files(ctx, path, examination, config.source.original_name)
+    files = _store_files(ctx, path, examination, fetched.original_name)
     new = NewVersion(
         framework=model_format.framework,
         inspection=examination.inspection,
         files=files,
         sha256=sha256,
         size_bytes=size_bytes,
-        provenance=config.source.provenance() | {"sha256": sha256},
+        provenance=fetched.provenance | {"sha256": sha256},
         safety=_safety(examination),
         job_id=ctx.job_id,
     )
@@ -103,18 +105,38 @@ def _require_model(ctx: JobContext, model_id: int) -> None:
             raise NotFound(f"Model {model_id} was deleted before its import ran")
 
 
-def _fetch(ctx: JobContext, config: ModelImportConfig) -> Path:
+def _fetch(ctx: JobContext, config: ModelImportConfig) -> FetchedModel:
     source = config.source
+    if source.kind is SourceKind.REPOSITORY:
+        return _fetch_repository(ctx, config)
     if source.kind is SourceKind.UPLOAD:
         assert source.path is not None
-        return Path(source.path)
-    assert source.url is not None
+        path = Path(source.path)
+    else:
+        path = _download(ctx, source.url or "")
+    return FetchedModel(path, config.options, source.provenance(), source.original_name)
+
+
+def _fetch_repository(ctx: JobContext, config: ModelImportConfig) -> FetchedModel:
+    source = config.source
+    assert source.repository is not None and source.reference is not None
+    repository = parse_repository(source.repository)
+    ctx.log(f"Resolving {source.reference!r} in {repository.value}")
+    fetched = fetch_repository_model(
+        repository, source.reference, source.revision, config.options, settings=ctx.settings
+    )
+    for note in fetched.notes:
+        ctx.log(note)
+    return fetched
+
+
+def _download(ctx: JobContext, url: str) -> Path:
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    suffix = PurePosixPath(urlsplit(source.url).path).suffix
+    suffix = PurePosixPath(urlsplit(url).path).suffix
     dest = ctx.work_dir / ("download" + (suffix if _SAFE_SUFFIX.match(suffix) else ""))
-    ctx.log(f"Downloading {source.url}")
+    ctx.log(f"Downloading {url}")
     result = downloads.download(
-        source.url,
+        url,
         dest,
         limits=downloads.DownloadLimits.from_settings(ctx.settings),
         address_policy=imports.download_policy(),
@@ -124,10 +146,10 @@ def _fetch(ctx: JobContext, config: ModelImportConfig) -> Path:
 
 
 def _examine(
-    ctx: JobContext, model_format: ModelFormat, path: Path, config: ModelImportConfig
+    ctx: JobContext, model_format: ModelFormat, path: Path, options: ImportOptions
 ) -> Examination:
     out_dir = ctx.work_dir / "artifact"
-    request = ExamineRequest(model_format, path, config.options, out_dir)
+    request = ExamineRequest(model_format, path, options, out_dir)
     examination = examine_isolated(request)
     for note in examination.inspection.notes:
         ctx.log(note)

@@ -34,27 +34,41 @@ class SourceKind(StrEnum):
 
     UPLOAD = "upload"
     URL = "url"
+    REPOSITORY = "repository"
 
 
 class ModelSource(BaseModel):
     """The file of one import, as stored in its job's configuration.
 
     Attributes:
-        kind: An upload on the server's disk, or a URL to download.
+        kind: An upload on the server's disk, a URL to download, or a repository's model.
         path: The uploaded file.
         url: The URL to download.
         original_name: The file's own name, for provenance.
+        repository: The repository's name (:class:`kai.models.repositories.Repository`).
+        reference: The model's id in the repository.
+        revision: The revision asked for; the job records the one it resolved.
     """
 
     kind: SourceKind
     path: str | None = None
     url: str | None = None
     original_name: str = ""
+    repository: str | None = None
+    reference: str | None = None
+    revision: str | None = None
 
     def provenance(self) -> dict[str, str]:
         """Where the file came from, for the version's record."""
         if self.kind is SourceKind.URL:
             return {"kind": "url", "url": self.url or "", "originalName": self.original_name}
+        if self.kind is SourceKind.REPOSITORY:
+            return {
+                "kind": "repository",
+                "repository": self.repository or "",
+                "reference": self.reference or "",
+                "revision": self.revision or "",
+            }
         return {"kind": "uploaded", "originalName": self.original_name}
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kai.db.engine import Database
-from kai.db.tables import Blob, Job, JobState, ModelArtifact, Sample
+from kai.db.tables import Blob, EvaluationPlot, Job, JobState, ModelArtifact, Sample
 from kai.errors import NotFound
 from kai.storage.blobs import BlobStore
 
@@ -45,6 +45,7 @@ BLOB_REFERENCES: tuple[InstrumentedAttribute[str], ...] = (
     Sample.blob_sha256,
     Sample.reduced_sha256,
     ModelArtifact.blob_sha256,
+    EvaluationPlot.blob_sha256,
 )
 """Every column whose values are blob addresses."""
 

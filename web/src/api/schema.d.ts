@@ -645,6 +645,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/models/import/repository": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Repository Import
+         * @description Queue the import of a pretrained model from a public repository.
+         *
+         *     ``repository`` is one of ``huggingface``, ``pytorch-hub``, ``onnx-model-zoo``,
+         *     ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
+         *     (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
+         *     handle, a URL). The job reads the repository client's cache when the network is missing.
+         *     ``trustRepositoryCode`` (admins only) would allow running a repository's own code.
+         */
+        post: operations["create_repository_import_api_admin_models_import_repository_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/models": {
         parameters: {
             query?: never;
@@ -795,6 +821,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/training/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Training
+         * @description Queue a training job; it waits for a model or dataset import that is still running.
+         */
+        post: operations["create_training_api_admin_training_start_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/training/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Training
+         * @description A training job's state, configuration and results.
+         */
+        get: operations["read_training_api_admin_training__job_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/evaluations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Evaluations Route
+         * @description Evaluations of every version of the model, newest first, with headline metrics.
+         */
+        get: operations["list_evaluations_route_api_admin_models__model_id__evaluations_get"];
+        put?: never;
+        /**
+         * Create Evaluation
+         * @description Queue the evaluation of the latest model version (or ``modelVersion``) on a dataset.
+         */
+        post: operations["create_evaluation_api_admin_models__model_id__evaluations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/evaluations/{evaluation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Evaluation
+         * @description One evaluation with its full metrics document.
+         */
+        get: operations["read_evaluation_api_admin_evaluations__evaluation_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/evaluations/{evaluation_id}/plots/{kind}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Evaluation Plot
+         * @description One plot of an evaluation: ``confusion-matrix`` or ``reliability-diagram``.
+         */
+        get: operations["read_evaluation_plot_api_admin_evaluations__evaluation_id__plots__kind__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -833,6 +963,43 @@ export interface components {
              * @description One or more images
              */
             file: string[];
+        };
+        /** Body_create_repository_import_api_admin_models_import_repository_post */
+        Body_create_repository_import_api_admin_models_import_repository_post: {
+            /** Repository */
+            repository: string;
+            /** Modelid */
+            modelId: string;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /**
+             * Framework
+             * @default
+             */
+            framework?: string;
+            /**
+             * Architecture
+             * @default
+             */
+            architecture?: string;
+            /**
+             * Revision
+             * @default
+             */
+            revision?: string;
+            /**
+             * Trustrepositorycode
+             * @default false
+             */
+            trustRepositoryCode?: boolean;
         };
         /**
          * CapClassesFix
@@ -989,18 +1156,95 @@ export interface components {
             moved: components["schemas"]["ChangeSetRead"];
         };
         /**
-         * EvaluationRead
-         * @description Metrics of a version on a dataset version.
+         * EvaluationCreate
+         * @description Evaluate a model version on a dataset version's samples.
          */
-        EvaluationRead: {
+        EvaluationCreate: {
+            /** Datasetid */
+            datasetId: number;
+            /**
+             * Datasetversion
+             * @description The latest if absent
+             */
+            datasetVersion?: number | null;
+            /**
+             * Modelversion
+             * @description The latest if absent
+             */
+            modelVersion?: number | null;
+            /** @description The samples scored: test, else val, else all when absent */
+            split?: components["schemas"]["EvaluationSplit"] | null;
+        };
+        /**
+         * EvaluationSplit
+         * @description Which samples an evaluation scores.
+         * @enum {string}
+         */
+        EvaluationSplit: "test" | "val" | "train" | "all";
+        /**
+         * EvaluationStarted
+         * @description A queued evaluation job and what it will score.
+         */
+        EvaluationStarted: {
+            /** Jobid */
+            jobId: number;
+            /** Modelid */
+            modelId: number;
+            /** Modelversion */
+            modelVersion: number;
+            /** Datasetid */
+            datasetId: number;
+            /** Datasetversion */
+            datasetVersion: number;
+            split: components["schemas"]["EvaluationSplit"];
+            /** Numsamples */
+            numSamples: number;
+            /** Evaluatedclasses */
+            evaluatedClasses: string[];
+            /** Unmappeddatasetclasses */
+            unmappedDatasetClasses: string[];
+        };
+        /**
+         * EvaluationSummaryRead
+         * @description One evaluation's headline numbers, comparable across versions.
+         */
+        EvaluationSummaryRead: {
             /** Id */
             id: number;
-            /** Datasetversionid */
-            datasetVersionId: number | null;
-            /** Metrics */
-            metrics: {
-                [key: string]: unknown;
-            };
+            /** Modelid */
+            modelId: number;
+            /** Modelversion */
+            modelVersion: number;
+            /** Modelversionid */
+            modelVersionId: number;
+            /** Datasetid */
+            datasetId: number | null;
+            /** Datasetname */
+            datasetName: string | null;
+            /** Datasetversion */
+            datasetVersion: number | null;
+            /** Split */
+            split: string | null;
+            /** Jobid */
+            jobId: number | null;
+            /** Numsamples */
+            numSamples: number | null;
+            /** Accuracy */
+            accuracy: number | null;
+            /** Balancedaccuracy */
+            balancedAccuracy: number | null;
+            /** Top3Accuracy */
+            top3Accuracy: number | null;
+            /** Macrof1 */
+            macroF1: number | null;
+            /** Weightedf1 */
+            weightedF1: number | null;
+            /** Logloss */
+            logLoss: number | null;
+            /** Ece */
+            ece: number | null;
+            /** Plots */
+            plots: string[];
             /**
              * Createdat
              * Format: date-time
@@ -1314,7 +1558,7 @@ export interface components {
             /** Artifacts */
             artifacts: components["schemas"]["ArtifactRead"][];
             /** Evaluations */
-            evaluations: components["schemas"]["EvaluationRead"][];
+            evaluations: components["schemas"]["kai__api__schemas__models__EvaluationRead"][];
             /** Createdbyjobid */
             createdByJobId: number | null;
             /**
@@ -1341,6 +1585,17 @@ export interface components {
         Page_DatasetRead_: {
             /** Items */
             items: components["schemas"]["DatasetRead"][];
+            /** Total */
+            total: number;
+            /** Page */
+            page: number;
+            /** Pagesize */
+            pageSize: number;
+        };
+        /** Page[EvaluationSummaryRead] */
+        Page_EvaluationSummaryRead_: {
+            /** Items */
+            items: components["schemas"]["EvaluationSummaryRead"][];
             /** Total */
             total: number;
             /** Page */
@@ -1414,6 +1669,12 @@ export interface components {
             /** Pagesize */
             pageSize: number;
         };
+        /**
+         * PlotKind
+         * @description The plots an evaluation draws; the values appear in plot URLs.
+         * @enum {string}
+         */
+        PlotKind: "confusion-matrix" | "reliability-diagram";
         /**
          * PredictionsRead
          * @description The predictions of one model version for each image sent.
@@ -1800,6 +2061,104 @@ export interface components {
             revoked: boolean;
         };
         /**
+         * TrainingRead
+         * @description A training job: its state, configuration and, once it ends, its results.
+         */
+        TrainingRead: {
+            /** Jobid */
+            jobId: number;
+            /** Status */
+            status: string;
+            /** Progress */
+            progress: number;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Results */
+            results: {
+                [key: string]: unknown;
+            } | null;
+            /** Error */
+            error: string | null;
+        };
+        /**
+         * TrainingStartCreate
+         * @description ``POST /api/admin/training/start``: which model on which dataset, and how.
+         *
+         *     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
+         */
+        TrainingStartCreate: {
+            /** Modelid */
+            modelId: number;
+            /** Datasetid */
+            datasetId: number;
+            /** Modelversion */
+            modelVersion?: number | null;
+            /** Datasetversion */
+            datasetVersion?: number | null;
+            /**
+             * Learningrate
+             * @default 0.001
+             */
+            learningRate?: number;
+            /**
+             * Epochs
+             * @default 10
+             */
+            epochs?: number;
+            /**
+             * Batchsize
+             * @default 32
+             */
+            batchSize?: number;
+            /**
+             * Usetransferlearning
+             * @default true
+             */
+            useTransferLearning?: boolean;
+            /**
+             * Freezebasemodel
+             * @default false
+             */
+            freezeBaseModel?: boolean;
+            /**
+             * Trainablelayerscount
+             * @default 1
+             */
+            trainableLayersCount?: number;
+            /**
+             * Enableearlystopping
+             * @default true
+             */
+            enableEarlyStopping?: boolean;
+            /**
+             * Enabledataaugmentation
+             * @default true
+             */
+            enableDataAugmentation?: boolean;
+            /**
+             * Validationsplit
+             * @default 0.2
+             */
+            validationSplit?: number;
+            /**
+             * Enablehyperparametertuning
+             * @default false
+             */
+            enableHyperparameterTuning?: boolean;
+        };
+        /**
+         * TrainingStarted
+         * @description The queued training job, and the imports it waits for, if any.
+         */
+        TrainingStarted: {
+            /** Jobid */
+            jobId: number;
+            /** Waitsfor */
+            waitsFor?: number[];
+        };
+        /**
          * UrlImportCreate
          * @description Import a model file from a URL; a new model unless ``modelId`` names one.
          */
@@ -1935,6 +2294,76 @@ export interface components {
             };
             /** Createdbyjobid */
             createdByJobId: number | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+        };
+        /**
+         * EvaluationRead
+         * @description One evaluation with its whole metrics document.
+         */
+        kai__api__schemas__evaluations__EvaluationRead: {
+            /** Id */
+            id: number;
+            /** Modelid */
+            modelId: number;
+            /** Modelversion */
+            modelVersion: number;
+            /** Modelversionid */
+            modelVersionId: number;
+            /** Datasetid */
+            datasetId: number | null;
+            /** Datasetname */
+            datasetName: string | null;
+            /** Datasetversion */
+            datasetVersion: number | null;
+            /** Split */
+            split: string | null;
+            /** Jobid */
+            jobId: number | null;
+            /** Numsamples */
+            numSamples: number | null;
+            /** Accuracy */
+            accuracy: number | null;
+            /** Balancedaccuracy */
+            balancedAccuracy: number | null;
+            /** Top3Accuracy */
+            top3Accuracy: number | null;
+            /** Macrof1 */
+            macroF1: number | null;
+            /** Weightedf1 */
+            weightedF1: number | null;
+            /** Logloss */
+            logLoss: number | null;
+            /** Ece */
+            ece: number | null;
+            /** Plots */
+            plots: string[];
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * EvaluationRead
+         * @description Metrics of a version on a dataset version.
+         */
+        kai__api__schemas__models__EvaluationRead: {
+            /** Id */
+            id: number;
+            /** Datasetversionid */
+            datasetVersionId: number | null;
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
             /**
              * Createdat
              * Format: date-time
@@ -3163,6 +3592,42 @@ export interface operations {
             };
         };
     };
+    create_repository_import_api_admin_models_import_repository_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["Body_create_repository_import_api_admin_models_import_repository_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelImportStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_models_route_api_admin_models_get: {
         parameters: {
             query?: {
@@ -3450,6 +3915,208 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PredictionsRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_training_api_admin_training_start_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainingStartCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_training_api_admin_training__job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_evaluations_route_api_admin_models__model_id__evaluations_get: {
+        parameters: {
+            query?: {
+                page?: number;
+                pageSize?: number;
+            };
+            header?: never;
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_EvaluationSummaryRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_evaluation_api_admin_models__model_id__evaluations_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeating a request with the same key returns the first job */
+                "idempotency-key"?: string | null;
+            };
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EvaluationCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvaluationStarted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_evaluation_api_admin_evaluations__evaluation_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                evaluation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["kai__api__schemas__evaluations__EvaluationRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_evaluation_plot_api_admin_evaluations__evaluation_id__plots__kind__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                evaluation_id: number;
+                kind: components["schemas"]["PlotKind"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The plot as PNG */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": unknown;
                 };
             };
             /** @description Validation Error */

@@ -1,4 +1,4 @@
-"""Models: upload and URL import, read, versions, cards and predictions.
+"""Models: upload, URL and repository import, read, versions, cards and predictions.
 
 The upload route commits the request's transaction before the body streams
 in, so a long upload holds no database lock. The file's format is detected
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,7 @@ from kai.api.schemas.models import (
     UrlImportCreate,
 )
 from kai.api.uploads import ReceivedFile, ReceivedForm, receive_multipart
-from kai.db.tables import ModelVersion
+from kai.db.tables import ModelVersion, Role
 from kai.errors import InvalidInput, TooLarge
 from kai.models import (
     ModelSource,
@@ -68,6 +68,7 @@ from kai.models import (
     update_model,
 )
 from kai.models.formats import FormatRegistry, ImportOptions, create_format_registry
+from kai.models.repositories import Repository, check_repository_request, parse_repository
 from kai.runtime import Runtime
 from kai.security.images import ImageLimits
 
@@ -77,6 +78,8 @@ UPLOAD_FIELDS = frozenset({"file", "classNamesFile"})
 MAX_PREDICT_IMAGES = 64
 MAX_PREDICT_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_CLASS_NAMES_BYTES = 8 * 1024 * 1024
+# The frameworks and formats a repository import may name; a plugin's are not offered here.
+REPOSITORY_FRAMEWORKS = frozenset({"pytorch", "onnx", "pytorch_state_dict", "torchscript"})
 _SERVICES_LOCK = threading.Lock()
 
 
@@ -176,6 +179,72 @@ def create_url_import(
         source=source,
         options=options,
         model_id=body.model_id,
+        created_by=user.id,
+        idempotency_key=idempotency_key,
+        max_attempts=runtime.settings.max_attempts,
+    )
+    started = ModelImportStarted(id=model.id, job_id=job.id)
+    session.commit()
+    runtime.dispatcher.dispatch(started.job_id)
+    return started
+
+
+@router.post("/import/repository", status_code=202)
+def create_repository_import(
+    runtime: RuntimeDep,
+    user: EditorUser,
+    session: SessionDep,
+    idempotency_key: IdempotencyKey,
+    repository: Annotated[str, Form(max_length=64)],
+    model_id: Annotated[str, Form(alias="modelId", max_length=1000)],
+    name: Annotated[str, Form(max_length=200)] = "",
+    description: Annotated[str, Form(max_length=10_000)] = "",
+    framework: Annotated[str, Form(max_length=64)] = "",
+    architecture: Annotated[str, Form(max_length=200)] = "",
+    revision: Annotated[str, Form(max_length=200)] = "",
+    trust_repository_code: Annotated[bool, Form(alias="trustRepositoryCode")] = False,
+) -> ModelImportStarted:
+    """Queue the import of a pretrained model from a public repository.
+
+    ``repository`` is one of ``huggingface``, ``pytorch-hub``, ``onnx-model-zoo``,
+    ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
+    (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
+    handle, a URL). The job reads the repository client's cache when the network is missing.
+    ``trustRepositoryCode`` (admins only) would allow running a repository's own code.
+    """
+    if idempotency_key:
+        earlier = find_by_idempotency_key(session, idempotency_key)
+        if earlier is not None:
+            return ModelImportStarted(id=earlier[0].id, job_id=earlier[1].id)
+    chosen = parse_repository(repository)
+    reference = model_id.strip()
+    check_repository_request(
+        chosen,
+        reference,
+        trust_repository_code=trust_repository_code,
+        is_admin=user.role is Role.ADMIN,
+    )
+    _check_framework(framework)
+    if chosen is Repository.URL:
+        check_source_url(reference, runtime.settings)
+        source = ModelSource(kind=SourceKind.URL, url=reference, original_name=Path(reference).name)
+    else:
+        source = ModelSource(
+            kind=SourceKind.REPOSITORY,
+            repository=chosen.value,
+            reference=reference,
+            revision=revision.strip() or None,
+            original_name=reference,
+        )
+    options = ImportOptions(
+        framework=framework.strip() or None, architecture=architecture.strip() or None
+    )
+    model, job = start_model_import(
+        session,
+        name=name.strip() or reference.rstrip("/").rsplit("/", 1)[-1] or "model",
+        description=description,
+        source=source,
+        options=options,
         created_by=user.id,
         idempotency_key=idempotency_key,
         max_attempts=runtime.settings.max_attempts,
@@ -321,6 +390,22 @@ def _start_upload_import(
     if repeated:
         form.discard()
     return started
+
+
+def _check_framework(framework: str) -> None:
+    """Refuse a framework no built-in format has, without building the format registry."""
+    wanted = framework.strip().lower()
+    if not wanted or wanted in REPOSITORY_FRAMEWORKS:
+        return
+    if wanted in ("tensorflow", "tflite", "keras", "tfjs", "savedmodel"):
+        raise InvalidInput(
+            "TensorFlow formats are not supported yet", details={"field": "framework"}
+        )
+    raise InvalidInput(
+        f"Unknown framework {framework!r}; use one of: {', '.join(sorted(REPOSITORY_FRAMEWORKS))}"
+        " or leave it empty",
+        details={"field": "framework"},
+    )
 
 
 def _options_from_form(form: ReceivedForm) -> ImportOptions:

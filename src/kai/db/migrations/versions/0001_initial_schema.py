@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 19:37:38.711871
+Create Date: 2026-12-03 19:56:38.099065
 """
 
 from __future__ import annotations
@@ -319,6 +319,21 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "evaluation_plots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("evaluation_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("blob_sha256", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(["evaluation_id"], ["model_evaluations.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("evaluation_id", "kind"),
+    )
+    with op.batch_alter_table("evaluation_plots", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_evaluation_plots_blob_sha256"), ["blob_sha256"], unique=False
+        )
+
+    op.create_table(
         "quality_issues",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("report_id", sa.Integer(), nullable=False),
@@ -375,6 +390,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_quality_issues_report_type")
 
     op.drop_table("quality_issues")
+    with op.batch_alter_table("evaluation_plots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_evaluation_plots_blob_sha256"))
+
+    op.drop_table("evaluation_plots")
     with op.batch_alter_table("samples", schema=None) as batch_op:
         batch_op.drop_index("ix_samples_version_label_split")
         batch_op.drop_index(batch_op.f("ix_samples_reduced_sha256"))

@@ -1,0 +1,76 @@
+"""Schemas of training: the start request in the clients' exact shape, and its answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field
+
+from kai.api.schemas.base import ApiModel
+from kai.training import TrainingConfig, TrainingJobConfig
+
+
+class TrainingStartCreate(ApiModel):
+    """``POST /api/admin/training/start``: which model on which dataset, and how.
+
+    Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
+    """
+
+    model_id: int
+    dataset_id: int
+    model_version: int | None = Field(None, ge=1)
+    dataset_version: int | None = Field(None, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    use_transfer_learning: bool = Field(
+        True,
+        validation_alias=AliasChoices(
+            "useTransferLearning", "useTranferLearning", "use_transfer_learning"
+        ),
+    )
+    freeze_base_model: bool = False
+    trainable_layers_count: int = Field(1, ge=1, le=1000)
+    enable_early_stopping: bool = True
+    enable_data_augmentation: bool = True
+    validation_split: float = Field(0.2, gt=0, lt=1)
+    enable_hyperparameter_tuning: bool = False
+
+    def job_config(self) -> TrainingJobConfig:
+        """The job's configuration; the hyperparameters not in the request keep their defaults."""
+        training = TrainingConfig(
+            learning_rate=self.learning_rate,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            use_transfer_learning=self.use_transfer_learning,
+            freeze_base_model=self.freeze_base_model,
+            trainable_layers_count=self.trainable_layers_count,
+            enable_early_stopping=self.enable_early_stopping,
+            enable_data_augmentation=self.enable_data_augmentation,
+            validation_split=self.validation_split,
+        )
+        return TrainingJobConfig(
+            model_id=self.model_id,
+            model_version=self.model_version,
+            dataset_id=self.dataset_id,
+            dataset_version=self.dataset_version,
+            training=training,
+        )
+
+
+class TrainingStarted(ApiModel):
+    """The queued training job, and the imports it waits for, if any."""
+
+    job_id: int
+    waits_for: list[int] = Field(default_factory=list)
+
+
+class TrainingRead(ApiModel):
+    """A training job: its state, configuration and, once it ends, its results."""
+
+    job_id: int
+    status: str
+    progress: float
+    config: dict[str, Any]
+    results: dict[str, Any] | None
+    error: str | None

@@ -1,0 +1,108 @@
+"""Recording a model version that a training job made from another version.
+
+The new version is the next version of its parent's model. Its provenance
+names the job, the parent version and the dataset version; its inspection
+keeps the training configuration and the final metrics, which are also
+recorded as an evaluation on that dataset version. A retried job that
+already wrote its version gets that version back, never a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kai.db.tables import ModelVersion
+from kai.models.cards import render_card
+from kai.models.formats import InputSpec, Inspection, LayerGroup, ModelSpec
+from kai.models.records import get_version
+from kai.models.versions import NewVersion, StoredFile, lock_model, write_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    """What a training job hands over to become a model version.
+
+    Attributes:
+        parent_id: The version training started from.
+        job_id: The training job.
+        dataset_version_id: The dataset version it trained on.
+        weights: The trained weights, a safetensors file already in the blob store.
+        class_names: The classes of the new head, in output order.
+        input_spec: How images become its input.
+        layer_groups: Its layer groups, from the input side to the head.
+        parameter_count: Its parameters.
+        config: The training configuration, as JSON.
+        metrics: The final metrics, as JSON.
+    """
+
+    parent_id: int
+    job_id: int
+    dataset_version_id: int
+    weights: StoredFile
+    class_names: Sequence[str]
+    input_spec: InputSpec
+    layer_groups: Sequence[LayerGroup]
+    parameter_count: int
+    config: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+
+
+def create_trained_version(session: Session, trained: TrainedVersion) -> ModelVersion:
+    """Write the trained version, or find the one this job already wrote."""
+    earlier = session.scalar(
+        select(ModelVersion).where(ModelVersion.created_by_job_id == trained.job_id)
+    )
+    if earlier is not None:
+        return earlier
+    parent = get_version(session, trained.parent_id)
+    model = lock_model(session, parent.model_id)
+    version = write_version(session, model, _new_version(parent, trained))
+    version.card = render_card(model, version)
+    logger.info("Trained version written", extra={"model_id": model.id, "job_id": trained.job_id})
+    return version
+
+
+def _new_version(parent: ModelVersion, trained: TrainedVersion) -> NewVersion:
+    spec = ModelSpec(
+        format=parent.format,
+        architecture=parent.architecture,
+        num_classes=len(trained.class_names),
+        input=trained.input_spec,
+        class_names=list(trained.class_names),
+    )
+    inspection = Inspection(
+        spec=spec,
+        parameter_count=trained.parameter_count,
+        layer_groups=list(trained.layer_groups),
+        notes=[f"Trained by job {trained.job_id} from model version {parent.number}"],
+        details={"trainingConfig": dict(trained.config), "finalMetrics": dict(trained.metrics)},
+    )
+    provenance = {
+        "kind": "trained",
+        "jobId": trained.job_id,
+        "fromVersionId": parent.id,
+        "datasetVersionId": trained.dataset_version_id,
+    }
+    safety = {
+        "verdict": "passed",
+        "checks": ["written by Kai's training job as safetensors: tensors only, no code"],
+    }
+    return NewVersion(
+        framework=parent.framework,
+        inspection=inspection,
+        files=[trained.weights],
+        sha256=trained.weights.sha256,
+        size_bytes=trained.weights.size_bytes,
+        provenance=provenance,
+        safety=safety,
+        parent_id=parent.id,
+        job_id=trained.job_id,
+    )

@@ -1,0 +1,136 @@
+"""Images from the blob store as tensors: transforms, the dataset, the loaders.
+
+A sample's reduced copy is read from the blob store by address, decoded with
+Pillow, resized to the model's input size and normalised with its mean and
+standard deviation. Training images are varied by one of three presets made
+of torchvision's ``transforms.v2``; evaluation images get the resize and
+centre crop the model was designed with.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from kai.errors import InvalidImage
+from kai.models.formats import InputSpec
+from kai.storage.blobs import BlobStore
+from kai.training.config import AugmentationPreset, TrainingConfig
+from kai.training.samples import TrainingSample
+
+logger = logging.getLogger(__name__)
+
+MAX_LOADER_WORKERS = 4
+# The smallest share of the image a training crop keeps, by preset.
+_CROP_SCALE = {
+    AugmentationPreset.LIGHT: 0.7,
+    AugmentationPreset.STANDARD: 0.35,
+    AugmentationPreset.STRONG: 0.08,
+}
+
+
+def create_transform(spec: InputSpec, config: TrainingConfig, *, train: bool) -> v2.Compose:
+    """The transform from a PIL image to a normalised ``(3, H, W)`` float tensor."""
+    size = _input_size(spec, config)
+    if train and config.enable_data_augmentation:
+        steps = _augmentations(size, config.augmentation)
+    else:
+        resize = round(max(size) / spec.crop_fraction)
+        steps = [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]
+    finish = [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(spec.mean), list(spec.std)),
+    ]
+    return v2.Compose([*steps, *finish])
+
+
+def _input_size(spec: InputSpec, config: TrainingConfig) -> tuple[int, int]:
+    if config.image_size_px is not None:
+        return (config.image_size_px, config.image_size_px)
+    return (int(spec.size_px[0]), int(spec.size_px[1]))
+
+
+def _augmentations(size: tuple[int, int], preset: AugmentationPreset) -> list[v2.Transform]:
+    steps: list[v2.Transform] = [
+        v2.RandomResizedCrop(size, scale=(_CROP_SCALE[preset], 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+    ]
+    if preset is AugmentationPreset.STANDARD:
+        steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2))
+    if preset is AugmentationPreset.STRONG:
+        # Materials have no up or down, so vertical flips add true variety.
+        steps += [v2.RandomVerticalFlip(), v2.TrivialAugmentWide()]
+    return steps
+
+
+class BlobImageDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Samples read from the blob store, decoded and transformed on access.
+
+    Args:
+        samples: The images with their class indexes.
+        blobs: The store their reduced copies live in.
+        transform: Turns a PIL image into the model's input tensor.
+    """
+
+    def __init__(
+        self, samples: Sequence[TrainingSample], blobs: BlobStore, transform: v2.Compose
+    ) -> None:
+        self.samples = list(samples)
+        self.blobs = blobs
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        sample = self.samples[index]
+        image = decode_image(self.blobs.read_bytes(sample.sha256), sample.uid)
+        tensor: torch.Tensor = self.transform(image)
+        return tensor, sample.target
+
+
+def decode_image(data: bytes, uid: str) -> Image.Image:
+    """The image as RGB; InvalidImage naming the sample when its bytes do not decode."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidImage(f"Sample {uid} cannot be decoded for training: {exc}") from exc
+
+
+def create_loader(
+    dataset: BlobImageDataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int | None,
+) -> DataLoader[tuple[torch.Tensor, int]]:
+    """A loader over ``dataset``; a training batch of one image left over is dropped."""
+    workers = loader_workers() if num_workers is None else num_workers
+    # Batch norm cannot train on a batch of one image, so such a remainder is skipped.
+    drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+    )
+
+
+def loader_workers() -> int:
+    """Decoding processes: one core is left to the training step, at most a few."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(MAX_LOADER_WORKERS, (cores or 1) - 1))

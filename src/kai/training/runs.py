@@ -1,0 +1,481 @@
+"""The ``training.run`` job's work, as a short sequence of named steps.
+
+resolve the versions  ->  build the network  ->  make the loaders  ->
+resume from a checkpoint  ->  train epoch by epoch  ->  restore the best
+weights  ->  evaluate  ->  write the new model version.
+
+Every epoch ends with a checkpoint and then its ``metrics`` event, so a
+retried attempt resumes after the last finished epoch and repeats none of
+its events. Only the job handler imports this module: it pulls in PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kai import datasets, models
+from kai.db.tables import DatasetVersion, ModelArtifact, ModelVersion
+from kai.errors import InvalidInput, NotFound
+from kai.evaluation import Evaluation, headline, record_model_evaluation
+from kai.evaluation import evaluate as evaluate_predictions
+from kai.jobs.context import JobContext
+from kai.jobs.events import list_events
+from kai.models.formats import LayerGroup, ModelSpec, architectures
+from kai.training import checkpoints
+from kai.training.config import TrainingConfig, TrainingJobConfig
+from kai.training.data import BlobImageDataset, create_loader, create_transform
+from kai.training.loop import EarlyStopper, evaluate, train_epoch
+from kai.training.metrics import EpochTiming, compute_epoch_metrics
+from kai.training.samples import SplitSamples, TrainingSample, load_split_samples
+from kai.training.schedules import create_schedule
+from kai.training.starts import check_dataset_version, check_model_version
+from kai.training.transfer import (
+    BaseWeights,
+    create_network,
+    create_optimizer,
+    freeze_base,
+    resolve_layer_groups,
+    set_train_mode,
+)
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "weights.safetensors"
+PLAN_NAME = "plan.json"
+# Share of the progress bar the epochs fill; evaluation and writing the version take the rest.
+EPOCHS_END = 0.95
+
+Loader = DataLoader[tuple[torch.Tensor, int]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run trains, resolved once and pinned for retried attempts.
+
+    Attributes:
+        model_version_id: The version training starts from.
+        dataset_version_id: The dataset version it trains on.
+        spec: The model version's spec.
+        weights_sha256: The blob of its safetensors weights.
+        layer_groups: Its stored layer groups.
+        samples: The samples by split.
+    """
+
+    model_version_id: int
+    dataset_version_id: int
+    spec: ModelSpec
+    weights_sha256: str
+    layer_groups: list[LayerGroup]
+    samples: SplitSamples
+
+
+@dataclass
+class RunState:
+    """The live objects and the progress of one run."""
+
+    network: nn.Module
+    groups: list[LayerGroup]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    stopper: EarlyStopper
+    loaders: dict[str, Loader]
+    loss_fn: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_network: dict[str, torch.Tensor] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+
+
+def run_training(ctx: JobContext) -> dict[str, Any]:
+    """Train the job's model on its dataset and write the result as a new model version."""
+    job_config = TrainingJobConfig.model_validate(ctx.config)
+    config = job_config.training
+    folder = checkpoints.checkpoint_dir(ctx.settings.resolved_data_dir, ctx.job_id)
+    ctx.progress(0.0, stage="prepare", force=True)
+    plan = resolve_plan(ctx, job_config, folder)
+
+    torch.manual_seed(config.seed)
+    state = create_run_state(ctx, plan, config)
+    resume(ctx, state, folder)
+    stopped_early = train_epochs(ctx, config, state, folder)
+    restore_best(ctx, state, config)
+
+    ctx.progress(EPOCHS_END, stage="evaluate", force=True)
+    evaluation = evaluate_final(ctx, plan, state)
+    results = write_results(ctx, plan, config, state, evaluation)
+    checkpoints.remove_checkpoints(folder)
+    ctx.progress(1.0, stage="done", force=True)
+    return {**results, "stoppedEarly": stopped_early}
+
+
+def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -> Plan:
+    """The versions to train, judged again now that any import they waited for has ended."""
+    pinned = _read_pinned(folder)
+    config = job_config.training
+    with ctx.db.session() as session:
+        model_version = _model_version(session, job_config, pinned)
+        check_model_version(model_version)
+        dataset_version = _dataset_version(session, job_config, pinned)
+        check_dataset_version(session, dataset_version, config)
+        samples = load_split_samples(
+            session, dataset_version, validation_split=config.validation_split, seed=config.seed
+        )
+        plan = Plan(
+            model_version_id=model_version.id,
+            dataset_version_id=dataset_version.id,
+            spec=ModelSpec.model_validate(model_version.inspection["spec"]),
+            weights_sha256=_weights_blob(session, model_version),
+            layer_groups=[LayerGroup.model_validate(g) for g in model_version.layer_groups],
+            samples=samples,
+        )
+    _pin(folder, plan)
+    _log_plan(ctx, plan)
+    return plan
+
+
+def _read_pinned(folder: Path) -> dict[str, int]:
+    path = folder / PLAN_NAME
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def _pin(folder: Path, plan: Plan) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pinned = {"modelVersionId": plan.model_version_id, "datasetVersionId": plan.dataset_version_id}
+    (folder / PLAN_NAME).write_text(json.dumps(pinned))
+
+
+def _model_version(
+    session: Session, job_config: TrainingJobConfig, pinned: dict[str, int]
+) -> ModelVersion:
+    if "modelVersionId" in pinned:
+        return models.get_version(session, pinned["modelVersionId"])
+    return models.resolve_version(session, job_config.model_id, job_config.model_version)
+
+
+def _dataset_version(
+    session: Session, job_config: TrainingJobConfig, pinned: dict[str, int]
+) -> DatasetVersion:
+    if "datasetVersionId" not in pinned:
+        return datasets.resolve_version(session, job_config.dataset_id, job_config.dataset_version)
+    version = session.get(DatasetVersion, pinned["datasetVersionId"])
+    if version is None:
+        raise NotFound(f"Dataset version {pinned['datasetVersionId']} was deleted during training")
+    return version
+
+
+def _weights_blob(session: Session, version: ModelVersion) -> str:
+    sha256 = session.scalar(
+        select(ModelArtifact.blob_sha256).where(
+            ModelArtifact.version_id == version.id, ModelArtifact.name == WEIGHTS_NAME
+        )
+    )
+    if sha256 is None:
+        raise InvalidInput(f"Model version {version.number} has no {WEIGHTS_NAME} to train")
+    return str(sha256)
+
+
+def _log_plan(ctx: JobContext, plan: Plan) -> None:
+    samples = plan.samples
+    made = " (validation split made here, stratified)" if samples.val_made else ""
+    ctx.log(
+        f"Training {plan.spec.architecture} on {len(samples.classes)} classes: "
+        f"{len(samples.train)} training and {len(samples.val)} validation images{made}"
+    )
+
+
+def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
+    """The network with its head and frozen groups, the loaders, optimizer and schedule."""
+    weights = _base_weights(ctx, plan) if config.use_transfer_learning else None
+    network, head_replaced = create_network(plan.spec, weights, class_names=plan.samples.classes)
+    if head_replaced:
+        ctx.log(f"New head for {len(plan.samples.classes)} classes: {plan.samples.classes}")
+    groups = resolve_layer_groups(network, plan.layer_groups)
+    if config.freeze_base_model:
+        trainable = freeze_base(network, groups, config.trainable_layers_count)
+        ctx.log(
+            f"Base frozen: the last {config.trainable_layers_count} layer group(s) train, "
+            f"{trainable} parameters"
+        )
+    network = network.to(memory_format=torch.channels_last)
+    loaders = create_loaders(ctx, plan, config)
+    optimizer = create_optimizer(network, config, groups[-1].modules if groups else [])
+    return RunState(
+        network=network,
+        groups=groups,
+        optimizer=optimizer,
+        scheduler=create_schedule(optimizer, config, len(loaders["train"])),
+        stopper=EarlyStopper(config.early_stopping_patience, config.early_stopping_min_delta),
+        loaders=loaders,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+    )
+
+
+def _base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
+    local = ctx.blobs.local_path(plan.weights_sha256)
+    if local is not None:
+        return BaseWeights(local, plan.weights_sha256)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    target = ctx.work_dir / WEIGHTS_NAME
+    target.write_bytes(ctx.blobs.read_bytes(plan.weights_sha256))
+    return BaseWeights(target, plan.weights_sha256)
+
+
+def create_loaders(ctx: JobContext, plan: Plan, config: TrainingConfig) -> dict[str, Loader]:
+    """Loaders for train (shuffled, augmented), val and test (when the version has one)."""
+    spec = plan.spec.input
+    splits: dict[str, list[TrainingSample]] = {
+        "train": plan.samples.train,
+        "val": plan.samples.val,
+    }
+    if plan.samples.test:
+        splits["test"] = plan.samples.test
+    loaders = {}
+    for name, samples in splits.items():
+        transform = create_transform(spec, config, train=name == "train")
+        loaders[name] = create_loader(
+            BlobImageDataset(samples, ctx.blobs, transform),
+            batch_size=config.batch_size,
+            shuffle=name == "train",
+            seed=config.seed,
+            num_workers=config.num_workers,
+        )
+    return loaders
+
+
+def resume(ctx: JobContext, state: RunState, folder: Path) -> None:
+    """Take up a checkpoint an earlier attempt left, re-sending epoch events it never sent."""
+    saved = checkpoints.load_checkpoint(folder)
+    if saved is None:
+        return
+    state.network.load_state_dict(saved.network)
+    state.optimizer.load_state_dict(saved.optimizer)
+    state.scheduler.load_state_dict(saved.scheduler)
+    state.stopper.restore(saved.stopper)
+    state.history = list(saved.history)
+    state.best_epoch, state.best_network = saved.best_epoch, dict(saved.best_network)
+    state.elapsed_seconds = saved.elapsed_seconds
+    ctx.log(f"Resumed from the checkpoint after epoch {saved.epoch}")
+    _emit_missing_metrics(ctx, state.history)
+
+
+def _emit_missing_metrics(ctx: JobContext, history: list[dict[str, Any]]) -> None:
+    with ctx.db.session() as session:
+        sent = {
+            event.payload.get("epoch")
+            for event in list_events(session, ctx.job_id)
+            if event.type == "metrics"
+        }
+    for entry in history:
+        if entry["epoch"] not in sent:
+            ctx.emit("metrics", entry)
+
+
+def train_epochs(ctx: JobContext, config: TrainingConfig, state: RunState, folder: Path) -> bool:
+    """Train from the epoch after the last checkpoint; returns whether it stopped early."""
+    first = len(state.history) + 1
+    for epoch in range(first, config.epochs + 1):
+        started = time.monotonic()
+        metrics = run_epoch(ctx, config, state, epoch)
+        state.elapsed_seconds += time.monotonic() - started
+        entry = {"epoch": epoch, "metrics": metrics}
+        state.history.append(entry)
+        _save(state, folder, epoch)
+        ctx.emit("metrics", entry)
+        if _should_stop(ctx, config, state, epoch):
+            return epoch < config.epochs
+    return False
+
+
+def run_epoch(
+    ctx: JobContext, config: TrainingConfig, state: RunState, epoch: int
+) -> dict[str, Any]:
+    """One training pass and one validation pass; the epoch's metrics."""
+    started = time.monotonic()
+    batches = len(state.loaders["train"])
+
+    def after_batch(done: int) -> None:
+        ctx.check_cancelled()
+        fraction = (epoch - 1 + done / max(batches, 1)) / config.epochs
+        ctx.progress(
+            fraction * EPOCHS_END, stage="train", currentEpoch=epoch, totalEpochs=config.epochs
+        )
+
+    set_train_mode(state.network)
+    train = train_epoch(
+        state.network,
+        state.loaders["train"],
+        optimizer=state.optimizer,
+        scheduler=state.scheduler,
+        loss_fn=state.loss_fn,
+        epoch=epoch,
+        after_batch=after_batch,
+    )
+    val, _, _ = evaluate(
+        state.network,
+        state.loaders["val"],
+        loss_fn=state.loss_fn,
+        after_batch=lambda _: ctx.check_cancelled(),
+    )
+    timing = EpochTiming(
+        epoch, config.epochs, time.monotonic() - started, float(state.scheduler.get_last_lr()[0])
+    )
+    return compute_epoch_metrics(train, val, timing, _num_outputs(state.network))
+
+
+def _num_outputs(network: nn.Module) -> int:
+    head = architectures.head_name(network)
+    module = network.get_submodule(head) if head else None
+    return int(module.out_features) if isinstance(module, nn.Linear) else 0
+
+
+def _save(state: RunState, folder: Path, epoch: int) -> None:
+    val_loss = float(state.history[-1]["metrics"]["valLoss"])
+    if state.stopper.update(val_loss) or not state.best_network:
+        state.best_epoch = epoch
+        state.best_network = architectures.state_dict_of(state.network)
+    checkpoint = checkpoints.Checkpoint(
+        epoch=epoch,
+        network=state.network.state_dict(),
+        optimizer=state.optimizer.state_dict(),
+        scheduler=state.scheduler.state_dict(),
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_network=state.best_network,
+        stopper=state.stopper.state(),
+        elapsed_seconds=state.elapsed_seconds,
+    )
+    checkpoints.save_checkpoint(folder, checkpoint)
+
+
+def _should_stop(ctx: JobContext, config: TrainingConfig, state: RunState, epoch: int) -> bool:
+    if config.enable_early_stopping and state.stopper.should_stop:
+        ctx.log(
+            f"Early stopping after epoch {epoch}: no improvement since epoch {state.best_epoch}"
+        )
+        return True
+    budget = config.time_budget_seconds
+    if budget is not None and state.elapsed_seconds >= budget:
+        ctx.log(f"Time budget of {budget:.0f} s spent after epoch {epoch}")
+        return True
+    return False
+
+
+def restore_best(ctx: JobContext, state: RunState, config: TrainingConfig) -> None:
+    """With early stopping on, keep the weights of the epoch with the lowest validation loss."""
+    last = len(state.history)
+    if not config.enable_early_stopping or state.best_epoch in (0, last):
+        return
+    state.network.load_state_dict(state.best_network)
+    ctx.log(f"Restored the weights of epoch {state.best_epoch}, the best on validation loss")
+
+
+def evaluate_final(ctx: JobContext, plan: Plan, state: RunState) -> Evaluation:
+    """The kept network scored on the test split, or on validation when there is none."""
+    split = "test" if "test" in state.loaders else "val"
+    _, logits, target = evaluate(
+        state.network,
+        state.loaders[split],
+        loss_fn=state.loss_fn,
+        after_batch=lambda _: ctx.check_cancelled(),
+    )
+    samples = plan.samples.test if split == "test" else plan.samples.val
+    evaluation = evaluate_predictions(
+        logits.softmax(dim=1).numpy(),
+        target.numpy(),
+        class_names=plan.samples.classes,
+        sample_ids=[sample.uid for sample in samples],
+        logits=logits.numpy(),
+    )
+    return replace(evaluation, details={**evaluation.details, "split": split})
+
+
+def write_results(
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    state: RunState,
+    evaluation: Evaluation,
+) -> dict[str, Any]:
+    """Store the weights, write the new model version and its evaluation; the job's results."""
+    final = state.history[-1]["metrics"]
+    best = _best_metrics(state)
+    weights = _store_weights(ctx, plan, state.network)
+    trained = models.TrainedVersion(
+        parent_id=plan.model_version_id,
+        job_id=ctx.job_id,
+        dataset_version_id=plan.dataset_version_id,
+        weights=weights,
+        class_names=plan.samples.classes,
+        input_spec=_input_spec(plan, config),
+        layer_groups=resolve_layer_groups(state.network, []),
+        parameter_count=architectures.count_parameters(state.network),
+        config=config.model_dump(mode="json"),
+        metrics={"final": final, "best": best},
+    )
+    with ctx.db.session() as session:
+        version = models.create_trained_version(session, trained)
+        ids = {"modelId": version.model_id, "modelVersionId": version.id}
+        ids["modelVersion"] = version.number
+        recorded = _evaluation_recorded(session, version.id, ctx.job_id)
+    if not recorded:
+        record_model_evaluation(
+            ctx.db,
+            ctx.blobs,
+            ids["modelVersionId"],
+            evaluation,
+            dataset_version_id=plan.dataset_version_id,
+            job_id=ctx.job_id,
+        )
+    return {
+        **ids,
+        "datasetVersionId": plan.dataset_version_id,
+        "fromVersionId": plan.model_version_id,
+        "epochs": len(state.history),
+        "bestEpoch": state.best_epoch,
+        "finalMetrics": final,
+        "bestMetrics": best,
+        "evaluation": headline(evaluation.to_json()) | {"split": evaluation.details["split"]},
+    }
+
+
+def _evaluation_recorded(session: Session, version_id: int, job_id: int) -> bool:
+    evaluations = models.list_evaluations(session, version_id)
+    return any(row.created_by_job_id == job_id for row in evaluations)
+
+
+def _best_metrics(state: RunState) -> dict[str, Any]:
+    for entry in state.history:
+        if entry["epoch"] == state.best_epoch:
+            return dict(entry["metrics"])
+    return dict(state.history[-1]["metrics"])
+
+
+def _input_spec(plan: Plan, config: TrainingConfig) -> Any:
+    if config.image_size_px is None:
+        return plan.spec.input
+    size = (config.image_size_px, config.image_size_px)
+    return plan.spec.input.model_copy(update={"size_px": size})
+
+
+def _store_weights(ctx: JobContext, plan: Plan, network: nn.Module) -> models.StoredFile:
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    target = ctx.work_dir / f"trained-{WEIGHTS_NAME}"
+    metadata = {
+        "architecture": plan.spec.architecture or "",
+        "num_classes": str(len(plan.samples.classes)),
+    }
+    safetensors.torch.save_file(architectures.state_dict_of(network), target, metadata)
+    sha256 = ctx.blobs.put_file(target)
+    return models.StoredFile("weights", WEIGHTS_NAME, sha256, target.stat().st_size)

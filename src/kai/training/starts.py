@@ -1,0 +1,144 @@
+"""Starting a training job: judge the request before any job runs, then queue it.
+
+What can be judged at once is: a format Kai cannot train yet, a dataset
+with fewer than two classes, a batch larger than the training split. A
+model or dataset whose import is still running cannot be judged yet: the
+job then depends on that import, waits for it, and fails with the import's
+reason if it fails; the job repeats the checks when it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kai.datasets import get_dataset
+from kai.datasets import resolve_version as resolve_dataset_version
+from kai.db.tables import DatasetVersion, Job, JobState, ModelVersion, Sample, Split
+from kai.errors import InvalidInput
+from kai.jobs.records import submit_job
+from kai.models import get_model
+from kai.models import resolve_version as resolve_model_version
+from kai.training.config import TrainingConfig, TrainingJobConfig
+
+logger = logging.getLogger(__name__)
+
+TRAIN_JOB = "training.run"
+TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
+MIN_CLASSES = 2
+_PENDING = (JobState.QUEUED, JobState.RUNNING)
+
+
+def start_training(
+    session: Session,
+    job_config: TrainingJobConfig,
+    *,
+    hyperparameter_search: bool = False,
+    created_by: int | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int = 3,
+) -> Job:
+    """Check the request and queue a ``training.run`` job; the caller commits and dispatches.
+
+    Raises:
+        InvalidInput: Hyperparameter search was asked for, the model's format cannot
+            be trained, the dataset has one class, or the batch is larger than the
+            training split.
+        NotFound: The model, the dataset or a named version does not exist.
+        Conflict: The model or dataset has no version and no import running.
+    """
+    if hyperparameter_search:
+        raise InvalidInput(
+            "hyperparameter search is not available yet; start training with "
+            "enableHyperparameterTuning false and set the hyperparameters yourself",
+            details={"field": "enableHyperparameterTuning"},
+        )
+    waits_for = [*_model_dependency(session, job_config), *_dataset_dependency(session, job_config)]
+    job = submit_job(
+        session,
+        job_type=TRAIN_JOB,
+        config=job_config.model_dump(mode="json"),
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+        depends_on=waits_for,
+        max_attempts=max_attempts,
+    )
+    logger.info("Training queued", extra={"job_id": job.id, "waits_for": waits_for})
+    return job
+
+
+def check_model_version(version: ModelVersion) -> None:
+    """Refuse a model version whose format training cannot build yet."""
+    if version.format in TRAINABLE_FORMATS:
+        return
+    raise InvalidInput(
+        f"Model version {version.number} is in format {version.format!r}: training it is not "
+        "available yet, because feature extraction for ONNX and TorchScript models is not "
+        "available yet; import the weights as a PyTorch state dict (.safetensors or .pt) "
+        "with its architecture to train them",
+        details={"field": "modelId", "format": version.format},
+    )
+
+
+def check_dataset_version(
+    session: Session, version: DatasetVersion, config: TrainingConfig
+) -> None:
+    """Refuse a dataset version with one class, or a batch larger than its training split."""
+    if len(version.classes) < MIN_CLASSES:
+        raise InvalidInput(
+            f"Dataset version {version.number} has {len(version.classes)} class(es); "
+            f"training a classifier needs at least {MIN_CLASSES}",
+            details={"field": "datasetId", "classes": list(version.classes)},
+        )
+    train_count = estimate_training_count(session, version, config.validation_split)
+    if config.batch_size > train_count:
+        raise InvalidInput(
+            f"batchSize {config.batch_size} is larger than the training split of dataset "
+            f"version {version.number} ({train_count} images); use a batch size of at most "
+            f"{train_count}",
+            details={"field": "batchSize", "trainingImages": train_count},
+        )
+
+
+def estimate_training_count(session: Session, version: DatasetVersion, share: float) -> int:
+    """Images training will see: the train split, or all but the held-out share when no val."""
+    counts = dict(
+        session.execute(
+            select(Sample.split, func.count())
+            .where(Sample.version_id == version.id)
+            .group_by(Sample.split)
+        ).all()
+    )
+    if counts.get(Split.VAL, 0) > 0:
+        return int(counts.get(Split.TRAIN, 0))
+    pool = int(counts.get(Split.TRAIN, 0)) + int(counts.get(Split.VAL, 0))
+    return pool - max(1, round(pool * share))
+
+
+def _model_dependency(session: Session, job_config: TrainingJobConfig) -> list[int]:
+    model = get_model(session, job_config.model_id)
+    pending = _pending_job(session, model.import_job_id)
+    if pending is not None:
+        return [pending]
+    version = resolve_model_version(session, model.id, job_config.model_version)
+    check_model_version(version)
+    return []
+
+
+def _dataset_dependency(session: Session, job_config: TrainingJobConfig) -> list[int]:
+    dataset = get_dataset(session, job_config.dataset_id)
+    pending = _pending_job(session, dataset.import_job_id)
+    if pending is not None:
+        return [pending]
+    version = resolve_dataset_version(session, dataset.id, job_config.dataset_version)
+    check_dataset_version(session, version, job_config.training)
+    return []
+
+
+def _pending_job(session: Session, job_id: int | None) -> int | None:
+    if job_id is None:
+        return None
+    state = session.scalar(select(Job.state).where(Job.id == job_id))
+    return job_id if state in _PENDING else None

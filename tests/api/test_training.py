@@ -1,0 +1,127 @@
+"""Training routes: the start request in the clients' exact shape, and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.support import Account
+from kai.db.tables import Model, ModelStatus
+from kai.models.formats import Inspection, ModelSpec
+from kai.models.versions import NewVersion, StoredFile, write_version
+from kai.runtime import Runtime
+from training.training_factories import dataset_zip, import_dataset
+
+pytestmark = pytest.mark.db
+
+START = "/api/admin/training/start"
+CLASSES = {"ceramic": 4, "stone": 4, "wood": 4}
+
+
+def add_model(runtime: Runtime, model_format: str) -> int:
+    """A model with one version row in ``model_format``; only its records, no weights."""
+    spec = ModelSpec(format=model_format, architecture="test_efficientnet", num_classes=3)
+    weights = StoredFile("weights", "weights.safetensors", "0" * 64, 1)
+    new = NewVersion("pytorch", Inspection(spec=spec), [weights], "0" * 64, 1, {}, {})
+    with runtime.db.session() as session:
+        model = Model(name="tiny", status=ModelStatus.IMPORTING)
+        session.add(model)
+        session.flush()
+        write_version(session, model, new)
+        return model.id
+
+
+@pytest.fixture
+def dataset_id(tmp_path: Path, runtime: Runtime) -> int:
+    archive = dataset_zip(tmp_path / "d.zip", CLASSES)
+    return import_dataset(runtime.settings, runtime.db, runtime.blobs, archive)
+
+
+def request(model_id: int, dataset_id: int, **changes: Any) -> dict[str, Any]:
+    body = {
+        "modelId": model_id,
+        "datasetId": dataset_id,
+        "learningRate": 0.001,
+        "epochs": 2,
+        "batchSize": 4,
+        "useTransferLearning": True,
+        "freezeBaseModel": True,
+        "trainableLayersCount": 2,
+        "enableEarlyStopping": True,
+        "enableDataAugmentation": False,
+        "validationSplit": 0.25,
+        "enableHyperparameterTuning": False,
+    }
+    return body | changes
+
+
+def test_start_answers_a_job_with_the_requested_configuration(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "pytorch_state_dict")
+    response = client.post(START, json=request(model_id, dataset_id), headers=admin.headers)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["jobId"]
+
+    read = client.get(f"/api/admin/training/{job_id}", headers=admin.headers)
+    assert read.status_code == 200
+    training = read.json()["config"]["training"]
+    assert training["freeze_base_model"] is True
+    assert training["trainable_layers_count"] == 2
+    assert training["enable_data_augmentation"] is False
+    assert read.json()["status"] == "queued"
+
+
+def test_the_old_spelling_of_the_transfer_flag_is_accepted(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "pytorch_state_dict")
+    body = request(model_id, dataset_id)
+    del body["useTransferLearning"]
+    body["useTranferLearning"] = False
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    assert read.json()["config"]["training"]["use_transfer_learning"] is False
+
+
+@pytest.mark.parametrize(
+    ("model_format", "changes", "words"),
+    [
+        ("pytorch_state_dict", {"enableHyperparameterTuning": True}, "hyperparameter search"),
+        ("onnx", {}, "feature extraction for ONNX and TorchScript"),
+        ("torchscript", {}, "not available yet"),
+        ("pytorch_state_dict", {"batchSize": 64}, "batchSize 64 is larger than the training"),
+        ("pytorch_state_dict", {"epochs": 0}, "epochs"),
+    ],
+)
+def test_requests_that_cannot_train_are_refused_before_a_job_starts(
+    client: TestClient,
+    admin: Account,
+    runtime: Runtime,
+    dataset_id: int,
+    model_format: str,
+    changes: dict[str, Any],
+    words: str,
+) -> None:
+    model_id = add_model(runtime, model_format)
+    body = request(model_id, dataset_id, **changes)
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 422
+    assert words in response.text
+    jobs = client.get("/api/admin/jobs", headers=admin.headers).json()["items"]
+    assert not [job for job in jobs if job["type"] == "training.run"]
+
+
+def test_viewers_cannot_start_training(
+    client: TestClient, make_account: Any, runtime: Runtime, dataset_id: int
+) -> None:
+    from kai.db.tables import Role
+
+    viewer = make_account(Role.VIEWER)
+    model_id = add_model(runtime, "pytorch_state_dict")
+    response = client.post(START, json=request(model_id, dataset_id), headers=viewer.headers)
+    assert response.status_code == 403
