@@ -6,6 +6,8 @@ Usage: .venv/bin/python scripts/new_migration.py "what changed" [--rev-id ID]
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -27,6 +29,14 @@ def main() -> None:
             command.upgrade(config, "head")
             command.revision(config, message=args.message, autogenerate=True, rev_id=args.rev_id)
             connection.commit()
+    _tidy(Path(__file__).resolve().parents[1] / "src" / "kai" / "db" / "migrations" / "versions")
+
+
+def _tidy(folder: Path) -> None:
+    """Format the generated script the way the rest of the code is formatted."""
+    ruff = shutil.which("ruff") or str(Path(__file__).resolve().parents[1] / ".venv/bin/ruff")
+    subprocess.run([ruff, "check", "--fix", "--quiet", str(folder)], check=False)
+    subprocess.run([ruff, "format", "--quiet", str(folder)], check=False)
 
 
 if __name__ == "__main__":
