@@ -154,11 +154,17 @@ def context(browser: Browser, kai_server: KaiServer) -> Iterator[BrowserContext]
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Page:
-    """A tab in the fresh profile, failing the test on any uncaught script error."""
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A tab in the fresh profile, failing the test on any uncaught script error.
+
+    Errors are collected and checked after the test: failing inside Playwright's
+    event callback would tear down its connection and hide the message.
+    """
     page = context.new_page()
-    page.on("pageerror", lambda error: pytest.fail(f"Uncaught error in the panel: {error}"))
-    return page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack or ''}"))
+    yield page
+    assert not errors, "Uncaught errors in the panel:\n" + "\n".join(errors)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ import { DatasetDetail } from "./pages/DatasetDetail";
 import { Datasets } from "./pages/Datasets";
 import { JobDetail } from "./pages/JobDetail";
 import { Jobs } from "./pages/Jobs";
+import { ModelDetail } from "./pages/ModelDetail";
+import { Models } from "./pages/Models";
 import { SignIn } from "./pages/SignIn";
 import { href, useRoute } from "./router";
 import type { Route } from "./router";
@@ -18,6 +20,10 @@ function Page({ route }: { route: Route }) {
       return <Catalog />;
     case "dataset":
       return <DatasetDetail key={route.datasetId} datasetId={route.datasetId} />;
+    case "models":
+      return <Models />;
+    case "model":
+      return <ModelDetail key={route.modelId} modelId={route.modelId} />;
     case "jobs":
       return <Jobs />;
     case "job":
@@ -55,6 +61,7 @@ export function App() {
   if (!user) return <SignIn />;
 
   const inDatasets = ["datasets", "catalog", "dataset"].includes(route.page);
+  const inModels = route.page === "models" || route.page === "model";
   const inJobs = route.page === "jobs" || route.page === "job";
   return (
     <div className="shell">
@@ -65,6 +72,7 @@ export function App() {
         </a>
         <nav className="nav" aria-label="Main">
           <NavLink to={{ page: "datasets" }} label="Datasets" active={inDatasets} />
+          <NavLink to={{ page: "models" }} label="Models" active={inModels} />
           <NavLink to={{ page: "jobs" }} label="Jobs" active={inJobs} />
         </nav>
         <div className="sidebar-footer">

@@ -20,6 +20,8 @@ export function useResource<T>(
   options: { refreshMs?: number; keepRefreshing?: (data: T) => boolean } = {},
 ): Resource<T> {
   const [data, setData] = useState<T | null>(null);
+  // Whether `load` has answered: a loader may itself answer null (say, "no report yet").
+  const [loaded, setLoaded] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [generation, setGeneration] = useState(0);
@@ -35,6 +37,7 @@ export function useResource<T>(
       .then((value) => {
         if (!active) return;
         setData(value);
+        setLoaded(true);
         setError(null);
       })
       .catch((reason: unknown) => active && setError(describeError(reason)))
@@ -44,8 +47,7 @@ export function useResource<T>(
     };
   }, [...deps, generation]);
 
-  const shouldRefresh =
-    data !== null && refreshMs !== undefined && (keepRefreshing?.(data) ?? true);
+  const shouldRefresh = loaded && refreshMs !== undefined && (keepRefreshing?.(data as T) ?? true);
   useEffect(() => {
     if (!shouldRefresh) return;
     const timer = window.setTimeout(() => setGeneration((g) => g + 1), refreshMs);

@@ -5,6 +5,8 @@ export type Route =
   | { page: "datasets" }
   | { page: "catalog" }
   | { page: "dataset"; datasetId: number }
+  | { page: "models" }
+  | { page: "model"; modelId: number }
   | { page: "jobs" }
   | { page: "job"; jobId: number }
   | { page: "not-found"; path: string };
@@ -20,6 +22,8 @@ export function parseRoute(hash: string): Route {
   if (section === "datasets" && id === undefined) return { page: "datasets" };
   if (section === "datasets" && id === "catalog") return { page: "catalog" };
   if (section === "datasets" && number !== null) return { page: "dataset", datasetId: number };
+  if (section === "models" && id === undefined) return { page: "models" };
+  if (section === "models" && number !== null) return { page: "model", modelId: number };
   if (section === "jobs" && id === undefined) return { page: "jobs" };
   if (section === "jobs" && number !== null) return { page: "job", jobId: number };
   return { page: "not-found", path };
@@ -34,6 +38,10 @@ export function href(route: Route): string {
       return "#/datasets/catalog";
     case "dataset":
       return `#/datasets/${route.datasetId}`;
+    case "models":
+      return "#/models";
+    case "model":
+      return `#/models/${route.modelId}`;
     case "jobs":
       return "#/jobs";
     case "job":

@@ -10,7 +10,8 @@ interface Message {
   currentEpoch?: number;
   totalEpochs?: number;
   epoch?: number;
-  metrics?: Record<string, number>;
+  /** Numbers per metric, and flags such as `overfitting` as booleans. */
+  metrics?: Record<string, MetricValue>;
   results?: Record<string, unknown>;
   error?: string;
   message?: string;
@@ -18,6 +19,9 @@ interface Message {
   done?: number;
   total?: number;
 }
+
+/** A metric's value: a number, or a flag the run raised. */
+export type MetricValue = number | boolean;
 
 /** One stored event of a subscribed job, numbered by `seq`. */
 export type LiveEvent = Message & { seq: number };
@@ -157,11 +161,16 @@ export function describeEvent(event: LiveEvent): string {
   }
 }
 
-/** `trainLoss 0.41 · valAccuracy 0.88`. */
-export function formatMetrics(metrics: Record<string, number>): string {
-  return Object.entries(metrics)
-    .map(([name, value]) => `${name} ${Number.isInteger(value) ? value : value.toFixed(3)}`)
-    .join(" · ");
+/** `trainLoss 0.41 · valAccuracy 0.88 · overfitting`: numbers, then the flags that are raised. */
+export function formatMetrics(metrics: Record<string, MetricValue>): string {
+  const entries = Object.entries(metrics);
+  const numbers = entries.flatMap(([name, value]) =>
+    typeof value === "number"
+      ? [`${name} ${Number.isInteger(value) ? value : value.toFixed(3)}`]
+      : [],
+  );
+  const flags = entries.flatMap(([name, value]) => (value === true ? [name] : []));
+  return [...numbers, ...flags].join(" · ");
 }
 
 function capitalize(word: string): string {

@@ -45,6 +45,17 @@ export interface StartedImport {
   id: number;
   jobId: number;
 }
+export type ModelSummary = ItemOf<Ok<"/api/admin/models", "get">>;
+export type Model = Ok<"/api/admin/models/{model_id}", "get">;
+export type ModelVersion = Ok<"/api/admin/models/{model_id}/versions", "get">[number];
+export type ModelUploadAnswer = Ok<"/api/admin/models/upload", "post">;
+export type ModelCard = Ok<"/api/admin/models/{model_id}/versions/{number}/card", "get">;
+export type EvaluationSummary = ItemOf<Ok<"/api/admin/models/{model_id}/evaluations", "get">>;
+export type Predictions = Ok<"/api/admin/models/{model_id}/predict", "post">;
+export type ClassScore = Predictions["results"][number]["predictions"][number];
+export type TrainingStart = Body<"/api/admin/training/start", "post">;
+export type QualityReport = Ok<"/api/admin/datasets/{dataset_id}/quality", "get">;
+export type QualityIssue = ItemOf<Ok<"/api/admin/datasets/{dataset_id}/quality/issues", "get">>;
 export type Job = Ok<"/api/admin/jobs/{job_id}", "get">;
 export type JobSummary = ItemOf<Ok<"/api/admin/jobs", "get">>;
 export type JobEvent = ItemOf<Ok<"/api/admin/jobs/{job_id}/events", "get">>;

@@ -1,7 +1,7 @@
-// Dataset upload over XMLHttpRequest, which, unlike fetch, reports upload progress.
+// Dataset and model uploads over XMLHttpRequest, which, unlike fetch, reports upload progress.
 import { csrfToken } from "./csrf";
 import { networkError, toApiError } from "./errors";
-import type { UploadAnswer } from "./types";
+import type { ModelUploadAnswer, UploadAnswer } from "./types";
 
 /** What the upload form collects. */
 export interface DatasetUpload {
@@ -42,9 +42,49 @@ export function uploadDataset(
   onProgress: (progress: UploadProgress) => void,
   signal?: AbortSignal,
 ): Promise<UploadAnswer> {
+  return sendForm<UploadAnswer>(UPLOAD_PATH, formFor(upload), onProgress, signal);
+}
+
+/** What the model upload form collects. */
+export interface ModelUpload {
+  file: File;
+  name: string;
+  description: string;
+  /** Empty to let the server detect it from the file. */
+  framework: string;
+  architecture: string;
+}
+
+const MODEL_UPLOAD_PATH = "/api/admin/models/upload";
+
+function modelFormFor(upload: ModelUpload): FormData {
+  const form = new FormData();
+  form.append("file", upload.file);
+  form.append("name", upload.name);
+  form.append("description", upload.description);
+  if (upload.framework) form.append("framework", upload.framework);
+  if (upload.architecture) form.append("architecture", upload.architecture);
+  return form;
+}
+
+/** Sends a model file and resolves with the new model's id and its import job. */
+export function uploadModel(
+  upload: ModelUpload,
+  onProgress: (progress: UploadProgress) => void,
+  signal?: AbortSignal,
+): Promise<ModelUploadAnswer> {
+  return sendForm<ModelUploadAnswer>(MODEL_UPLOAD_PATH, modelFormFor(upload), onProgress, signal);
+}
+
+function sendForm<T>(
+  path: string,
+  form: FormData,
+  onProgress: (progress: UploadProgress) => void,
+  signal?: AbortSignal,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
-    request.open("POST", UPLOAD_PATH);
+    request.open("POST", path);
     request.withCredentials = true;
     const token = csrfToken();
     if (token) request.setRequestHeader("X-CSRF-Token", token);
@@ -53,12 +93,12 @@ export function uploadDataset(
     };
     request.onload = () => {
       const body = parseBody(request.responseText);
-      if (request.status >= 200 && request.status < 300) resolve(body as UploadAnswer);
+      if (request.status >= 200 && request.status < 300) resolve(body as T);
       else reject(toApiError(body, request.status));
     };
     request.onerror = () => reject(networkError());
     request.onabort = () => reject(new DOMException("Upload cancelled", "AbortError"));
     signal?.addEventListener("abort", () => request.abort());
-    request.send(formFor(upload));
+    request.send(form);
   });
 }

@@ -1,4 +1,5 @@
 // One dataset: its metadata, classes per split, versions with diffs, and the sample gallery.
+import { useState } from "react";
 import type { ReactNode } from "react";
 
 import { api, unwrap } from "../api/client";
@@ -9,7 +10,9 @@ import { Card, ErrorNotice, Loading, StatusBadge } from "../components/ui";
 import { formatCount, formatTime } from "../format";
 import { useResource } from "../resource";
 import { href } from "../router";
+import { QualityCard } from "./QualityCard";
 import { SampleGallery } from "./SampleGallery";
+import { TrainDialog } from "./TrainDialog";
 import { VersionsPanel } from "./VersionsPanel";
 
 function Metadata({ dataset }: { dataset: Dataset }) {
@@ -42,6 +45,7 @@ function Metadata({ dataset }: { dataset: Dataset }) {
 }
 
 export function DatasetDetail({ datasetId }: { datasetId: number }) {
+  const [training, setTraining] = useState(false);
   const dataset = useResource(
     () =>
       unwrap(
@@ -68,6 +72,11 @@ export function DatasetDetail({ datasetId }: { datasetId: number }) {
               <h1>{data.name}</h1>
               {data.description && <p className="muted">{data.description}</p>}
             </div>
+            {data.status === "ready" && (
+              <button type="button" onClick={() => setTraining(true)}>
+                Train
+              </button>
+            )}
           </header>
           {data.status === "failed" && data.error && (
             <ErrorNotice message={`The import failed: ${data.error}`} />
@@ -82,6 +91,7 @@ export function DatasetDetail({ datasetId }: { datasetId: number }) {
           </div>
           {data.status === "ready" && (
             <>
+              <QualityCard datasetId={datasetId} version={data.version} />
               <VersionsPanel datasetId={datasetId} latest={data.version} />
               <SampleGallery
                 datasetId={datasetId}
@@ -91,6 +101,7 @@ export function DatasetDetail({ datasetId }: { datasetId: number }) {
               />
             </>
           )}
+          {training && <TrainDialog datasetId={datasetId} onClose={() => setTraining(false)} />}
         </>
       )}
     </div>

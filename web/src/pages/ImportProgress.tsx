@@ -1,4 +1,4 @@
-// A dataset import job followed live: progress while it runs, then a link to the ready dataset.
+// An import job followed live: progress while it runs, then a link to the ready dataset or model.
 import { useEffect, useRef } from "react";
 
 import { describeEvent, useJobStream } from "../api/training";
@@ -6,14 +6,24 @@ import type { StartedImport } from "../api/types";
 import { ErrorNotice, ProgressBar, SuccessNotice } from "../components/ui";
 import { formatPercent } from "../format";
 import { href } from "../router";
+import type { Route } from "../router";
+
+/** What the import makes: it names the thing in the words shown and links to it. */
+export type ImportedKind = "dataset" | "model";
+
+function routeTo(kind: ImportedKind, id: number): Route {
+  return kind === "dataset" ? { page: "dataset", datasetId: id } : { page: "model", modelId: id };
+}
 
 /** Follows `started.jobId`; `onChanged` runs once when the job ends, however it ends. */
 export function ImportProgress({
   started,
   onChanged,
+  kind = "dataset",
 }: {
   started: StartedImport;
   onChanged?: () => void;
+  kind?: ImportedKind;
 }) {
   const stream = useJobStream(started.jobId);
   const last = stream.events[stream.events.length - 1];
@@ -37,15 +47,14 @@ export function ImportProgress({
   if (stream.outcome === "completed") {
     return (
       <SuccessNotice>
-        The dataset is ready. <a href={href({ page: "dataset", datasetId: started.id })}>Open it</a>
-        .
+        The {kind} is ready. <a href={href(routeTo(kind, started.id))}>Open it</a>.
       </SuccessNotice>
     );
   }
   return (
     <div className="stack" data-testid="import-progress">
       <div className="row-between">
-        <span>Importing images…</span>
+        <span>{kind === "dataset" ? "Importing images…" : "Importing the model…"}</span>
         <span className="muted">
           {stream.progress === null ? "" : formatPercent(stream.progress)}
         </span>

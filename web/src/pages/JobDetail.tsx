@@ -7,6 +7,7 @@ import { describeEvent, useJobStream } from "../api/training";
 import type { LiveEvent, StreamState } from "../api/training";
 import type { Job } from "../api/types";
 import { isFinished } from "../api/types";
+import { MetricsCharts } from "../components/MetricsChart";
 import { Card, ErrorNotice, Loading, ProgressBar, StatusBadge } from "../components/ui";
 import { formatDuration, formatPercent, formatTime } from "../format";
 import { useResource } from "../resource";
@@ -16,9 +17,12 @@ import { jobTypeLabel } from "./Jobs";
 function MetricsTable({ events }: { events: LiveEvent[] }) {
   const rows = events.filter((event) => event.type === "metrics" && event.metrics);
   if (rows.length === 0) return null;
-  const names = [...new Set(rows.flatMap((event) => Object.keys(event.metrics ?? {})))];
+  const entries = rows.flatMap((event) => Object.entries(event.metrics ?? {}));
+  const names = [...new Set(entries.flatMap(([n, v]) => (typeof v === "number" ? [n] : [])))];
+  const flagNames = [...new Set(entries.flatMap(([n, v]) => (typeof v === "boolean" ? [n] : [])))];
   return (
     <Card title="Metrics per epoch">
+      <MetricsCharts rows={rows} />
       <table className="table compact" aria-label="Metrics per epoch">
         <thead>
           <tr>
@@ -28,6 +32,7 @@ function MetricsTable({ events }: { events: LiveEvent[] }) {
                 {name}
               </th>
             ))}
+            {flagNames.length > 0 && <th>Flags</th>}
           </tr>
         </thead>
         <tbody>
@@ -38,10 +43,21 @@ function MetricsTable({ events }: { events: LiveEvent[] }) {
                 const value = event.metrics?.[name];
                 return (
                   <td key={name} className="numeric">
-                    {value === undefined ? "—" : value.toFixed(4)}
+                    {typeof value === "number" ? value.toFixed(4) : "—"}
                   </td>
                 );
               })}
+              {flagNames.length > 0 && (
+                <td>
+                  {flagNames
+                    .filter((flag) => event.metrics?.[flag] === true)
+                    .map((flag) => (
+                      <span key={flag} className="badge badge-warn">
+                        {flag}
+                      </span>
+                    ))}
+                </td>
+              )}
             </tr>
           ))}
         </tbody>
@@ -77,10 +93,19 @@ function EventLog({ events }: { events: LiveEvent[] }) {
 
 function ResultLinks({ result }: { result: Record<string, unknown> }) {
   const datasetId = result["datasetId"];
-  if (typeof datasetId !== "number") return null;
+  const modelId = result["modelId"];
+  const modelVersion = result["modelVersion"];
+  if (typeof datasetId !== "number" && typeof modelId !== "number") return null;
   return (
     <p className="result-links">
-      <a href={href({ page: "dataset", datasetId })}>Open the dataset</a>
+      {typeof datasetId === "number" && (
+        <a href={href({ page: "dataset", datasetId })}>Open the dataset</a>
+      )}
+      {typeof modelId === "number" && (
+        <a href={href({ page: "model", modelId })}>
+          Open the model{typeof modelVersion === "number" ? ` (v${modelVersion})` : ""}
+        </a>
+      )}
     </p>
   );
 }

@@ -1,0 +1,133 @@
+"""Models, training and quality in Chromium against a real server.
+
+A tiny timm model is uploaded through the dialog, trained for one epoch on a
+two-class dataset from the training form, and the dataset page shows the
+quality report that every import produces.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from .conftest import DatasetZip, SignIn, UploadedDataset
+
+# Model import and training run in sandboxed child processes that import torch.
+SLOW_JOB_MS = 180_000
+ARCHITECTURE = "test_efficientnet"
+
+
+# Written in a child process, so torch's threads never share the process that drives the browser.
+_WRITE_MODEL = """
+import sys
+import timm
+from safetensors.torch import save_file
+model = timm.create_model(sys.argv[1], pretrained=False, num_classes=2)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[2])
+"""
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path: Path) -> Path:
+    """A two-class ``test_efficientnet`` state dict as safetensors."""
+    path = tmp_path / "tiny-efficientnet.safetensors"
+    command = [sys.executable, "-c", _WRITE_MODEL, ARCHITECTURE, str(path)]
+    subprocess.run(command, check=True, timeout=120)
+    return path
+
+
+def _nav(page: Page, name: str) -> Locator:
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name)
+
+
+def _upload_model(page: Page, model_file: Path, name: str, screenshot_dir: Path) -> None:
+    _nav(page, "Models").click()
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    page.get_by_role("button", name="Upload model").first.click()
+    dialog = page.get_by_role("dialog", name="Upload a model")
+    dialog.get_by_label("Model file").set_input_files(model_file)
+    dialog.get_by_label("Name").fill(name)
+    dialog.get_by_label("Framework").select_option("pytorch")
+    dialog.get_by_label("Architecture").fill(ARCHITECTURE)
+    page.screenshot(path=screenshot_dir / "models-01-upload-dialog.png")
+    dialog.get_by_role("button", name="Upload").click()
+    expect(dialog.get_by_role("status")).to_contain_text("model is ready", timeout=SLOW_JOB_MS)
+    page.screenshot(path=screenshot_dir / "models-02-upload-finished.png")
+    dialog.get_by_role("button", name="Open model").click()
+
+
+def test_uploaded_model_is_listed_and_trains_on_a_dataset(
+    page: Page,
+    sign_in: SignIn,
+    tiny_model_file: Path,
+    dataset_zip: DatasetZip,
+    uploaded_dataset: UploadedDataset,
+    screenshot_dir: Path,
+) -> None:
+    uploaded_dataset(dataset_zip("training-tiles"), "Training tiles")
+    sign_in(page)
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible()
+    _upload_model(page, tiny_model_file, "Tiny tile classifier", screenshot_dir)
+
+    expect(page.get_by_role("heading", name="Tiny tile classifier")).to_be_visible()
+    versions = page.get_by_role("table", name="Model versions")
+    expect(versions.locator('tr[data-version="1"]')).to_contain_text("uploaded")
+    expect(page.locator(".facts")).to_contain_text(ARCHITECTURE)
+    expect(page.locator(".model-card")).to_contain_text("Provenance")
+    page.screenshot(path=screenshot_dir / "models-03-model-detail.png", full_page=True)
+
+    _nav(page, "Models").click()
+    row = page.get_by_role("row").filter(has_text="Tiny tile classifier")
+    expect(row).to_contain_text("ready")
+    expect(row).to_contain_text("v1")
+    expect(row).to_contain_text(ARCHITECTURE)
+    page.screenshot(path=screenshot_dir / "models-04-list.png")
+
+    _nav(page, "Datasets").click()
+    page.get_by_role("link", name="Training tiles").click()
+    page.get_by_role("button", name="Train").click()
+    form = page.get_by_role("dialog", name="Train a model")
+    form.get_by_label("Model", exact=True).select_option(label="Tiny tile classifier")
+    form.get_by_label("Epochs").fill("1")
+    form.get_by_label("Batch size").fill("4")
+    page.screenshot(path=screenshot_dir / "models-05-train-form.png")
+    form.get_by_role("button", name="Start training").click()
+
+    expect(page.get_by_role("heading", name="Job #")).to_be_visible()
+    status = page.locator(".card .badge").first
+    expect(status).to_have_text("succeeded", timeout=SLOW_JOB_MS)
+    epochs = page.get_by_role("table", name="Metrics per epoch")
+    expect(epochs.locator("tbody tr")).to_have_count(1)
+    expect(epochs.locator("tbody tr").first.locator("td").first).to_have_text("1")
+    expect(page.get_by_role("img", name="Loss per epoch")).to_be_visible()
+    page.screenshot(path=screenshot_dir / "models-06-training-job.png", full_page=True)
+
+    page.get_by_role("link", name="Open the model").click()
+    trained = page.get_by_role("table", name="Model versions").locator('tr[data-version="2"]')
+    expect(trained).to_contain_text("trained by")
+    expect(trained).to_contain_text("v1")
+    page.screenshot(path=screenshot_dir / "models-07-trained-version.png", full_page=True)
+
+
+def test_dataset_page_shows_the_quality_score_after_import(
+    page: Page,
+    sign_in: SignIn,
+    dataset_zip: DatasetZip,
+    uploaded_dataset: UploadedDataset,
+    screenshot_dir: Path,
+) -> None:
+    created = uploaded_dataset(dataset_zip("quality-tiles"), "Quality tiles")
+    sign_in(page)
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible()
+    page.goto(f"/#/datasets/{created['id']}")
+
+    score = page.get_by_test_id("quality-score")
+    expect(score).to_have_text(re.compile(r"^\d+(\.\d)?$"), timeout=SLOW_JOB_MS)
+    assert 0.0 <= float(score.inner_text()) <= 100.0
+    expect(page.get_by_role("table", name="Score breakdown")).to_be_visible()
+    page.screenshot(path=screenshot_dir / "quality-01-dataset.png", full_page=True)
