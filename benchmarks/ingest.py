@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -97,10 +98,27 @@ class Rate:
 
 
 def cpu_seconds() -> float:
-    """CPU time used so far by this process and its finished children, user and system."""
+    """CPU time used so far by this process and all its descendants, user and system.
+
+    Finished children count through ``RUSAGE_CHILDREN``. Kai's job processes are
+    forked from a fork server that lives on, so they are children of that
+    server: a live descendant counts its own time and that of the children it
+    has reaped (``utime``, ``stime``, ``cutime``, ``cstime`` in ``/proc``).
+    """
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    finished = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return finished + sum(_tree_cpu_seconds(pid) for pid in _descendants(os.getpid()))
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 to 17 of proc(5), counted from the state field at index 0 here as 3.
+    ticks = sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,9 @@ class MemoryReport:
     archive_bytes: int
     archive_images: int
     kai_job_peak_mb: float
+    kai_tree_pss_peak_mb: float
+    kai_tree_hwm_sum_mb: float
+    kai_seconds: float
     kai_worker_peak_mb: float
     baseline_peak_mb: float
 
@@ -286,12 +307,14 @@ def _import_archive(settings: Settings, db: Database, archive_path: Path) -> Kai
     from kai.jobs.environment import create_job_environment
     from kai.jobs.leases import claim_job, new_lease_owner
     from kai.jobs.registry import JobRegistry
-    from kai.jobs.runner import run_claimed_job
+    from kai.jobs.runner import run_claimed_job, start_job_process_server
     from kai.registrations import register_job_handlers
 
     registry = JobRegistry()
     register_job_handlers(registry)
     env = create_job_environment(settings, registry)
+    # A worker starts its fork server when it starts, before it claims any job.
+    start_job_process_server()
     source = ImportSource(
         kind=SourceKind.ZIP, archive_path=str(archive_path), original_name=archive_path.name
     )
@@ -378,17 +401,96 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
+class TreeMemory:
+    """Samples the resident memory of this process's descendants while Kai runs.
+
+    The job process, and any process it starts (the ingest's worker pool and
+    its fork server), are all descendants. Two figures come out: the largest
+    sum of their proportional set sizes (PSS: a page shared by n processes
+    counts 1/n in each) seen at one sample, which is what they used of the
+    machine's memory together; and the sum of each process's own peak
+    resident size (``VmHWM``), which counts shared pages once per process and
+    bounds the true peak from above even between samples.
+    """
+
+    def __init__(self, interval_seconds: float = 0.02) -> None:
+        self._interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak_sum_mb = 0.0
+        self._hwm_mb: dict[int, float] = {}
+
+    @property
+    def hwm_sum_mb(self) -> float:
+        return sum(self._hwm_mb.values())
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            total = 0.0
+            for pid in _descendants(os.getpid()):
+                hwm = _hwm_mb(pid)
+                total += _pss_mb(pid)
+                self._hwm_mb[pid] = max(self._hwm_mb.get(pid, 0.0), hwm)
+            self.peak_sum_mb = max(self.peak_sum_mb, total)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _hwm_mb(pid: int) -> float:
+    return _proc_field_mb(f"/proc/{pid}/status", "VmHWM:")
+
+
+def _pss_mb(pid: int) -> float:
+    return _proc_field_mb(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def _proc_field_mb(path: str, field_name: str) -> float:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field_name):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
 def run_child_role(role: str, archive_path: Path, work_dir: Path) -> dict[str, Any]:
     """Run one side on the archive in this process and report its peak memory."""
+    tree = TreeMemory()
     if role == "baseline":
         rate = run_baseline(archive_path, work_dir)
     else:
-        rate = run_kai(archive_path, work_dir / "kai-data").rate
+        with tree:
+            rate = run_kai(archive_path, work_dir / "kai-data").rate
     return {
         "images": rate.images,
         "seconds": rate.seconds,
         "self_peak_mb": own_peak_rss_mb(),
         "children_peak_mb": children_peak_rss_mb(),
+        "tree_pss_peak_mb": tree.peak_sum_mb,
+        "tree_hwm_sum_mb": tree.hwm_sum_mb,
     }
 
 
@@ -420,6 +522,9 @@ def measure_memory(
         archive_bytes=archive_path.stat().st_size,
         archive_images=count,
         kai_job_peak_mb=kai["children_peak_mb"],
+        kai_tree_pss_peak_mb=kai["tree_pss_peak_mb"],
+        kai_tree_hwm_sum_mb=kai["tree_hwm_sum_mb"],
+        kai_seconds=kai["seconds"],
         kai_worker_peak_mb=kai["self_peak_mb"],
         baseline_peak_mb=baseline["self_peak_mb"],
     )
@@ -519,7 +624,7 @@ def show_report(console: Console, throughput: Throughput, memory: MemoryReport |
     if memory is not None:
         table.add_row(
             f"peak RSS (MB), {memory.archive_bytes / 1024**3:.2f} GB ZIP",
-            f"{memory.kai_job_peak_mb:.0f}",
+            f"{memory.kai_tree_pss_peak_mb:.0f}",
             f"{memory.baseline_peak_mb:.0f}",
             "",
             f"< {TARGET_PEAK_RSS_MB:.0f}",
@@ -532,8 +637,12 @@ def show_report(console: Console, throughput: Throughput, memory: MemoryReport |
     console.print(f"All runs (s): baseline {runs}; Kai {kai_runs}")
     if memory is not None:
         console.print(
-            f"Large archive: {memory.archive_images} JPEGs; Kai's job process peaked at "
-            f"{memory.kai_job_peak_mb:.0f} MB, its worker at {memory.kai_worker_peak_mb:.0f} MB"
+            f"Large archive: {memory.archive_images} JPEGs in {memory.kai_seconds:.1f} s; "
+            f"Kai's job process and the processes it started used at most "
+            f"{memory.kai_tree_pss_peak_mb:.0f} MB together (PSS, sampled; the figure in the "
+            f"table), {memory.kai_tree_hwm_sum_mb:.0f} MB as the sum of each one's peak RSS; "
+            f"the job process alone peaked at {memory.kai_job_peak_mb:.0f} MB RSS, its worker "
+            f"at {memory.kai_worker_peak_mb:.0f} MB"
         )
 
 

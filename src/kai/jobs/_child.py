@@ -1,8 +1,9 @@
 """The job's own process: build the context, call the handler, report the outcome.
 
-This module is the target of the spawned child. It opens its own database
-connections (nothing is inherited under "spawn"), exits by itself if its
-parent worker disappears, and sends exactly one :class:`ChildOutcome` back
+This module is the target of the job's process, forked from the fork server
+or spawned. It takes on the worker's environment and working directory,
+opens its own database connections (none is inherited), exits by itself if
+its parent disappears, and sends exactly one :class:`ChildOutcome` back
 through the pipe unless it dies first.
 """
 
@@ -45,6 +46,24 @@ class ChildOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class ChildSurroundings:
+    """The worker's environment variables and working directory when it started the job.
+
+    A fork server was started with the environment of the worker's first job;
+    the job must see the worker's as it is now, as a spawned process would.
+    """
+
+    environ: dict[str, str]
+    cwd: str
+
+    def apply(self) -> None:
+        """Make them this process's own."""
+        os.environ.clear()
+        os.environ.update(self.environ)
+        os.chdir(self.cwd)
+
+
 def child_main(
     settings: Settings,
     registry: JobRegistry,
@@ -52,8 +71,12 @@ def child_main(
     attempt: int,
     connection: Connection,
     log_level: str,
+    *,
+    surroundings: ChildSurroundings | None = None,
 ) -> None:
     """Entry point of a job's process."""
+    if surroundings is not None:
+        surroundings.apply()
     configure_logging(level=log_level, json_lines=True)
     # Ctrl-C reaches the whole process group; the worker decides when a job stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -135,7 +158,10 @@ def _checked_result(result: Any) -> dict[str, Any]:
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
-    """Exit if the worker that started us dies, so no attempt outlives its lease owner."""
+    """Exit if the parent dies, so no attempt outlives its lease owner.
+
+    The parent is the worker, or the fork server, which exits when the worker does.
+    """
 
     def watch() -> None:
         while os.getppid() == parent_pid:

@@ -26,7 +26,7 @@ from kai.jobs.environment import JobEnvironment, create_job_environment
 from kai.jobs.leases import claim_job, new_lease_owner
 from kai.jobs.reconciler import maintain_until
 from kai.jobs.registry import JobRegistry
-from kai.jobs.runner import run_claimed_job
+from kai.jobs.runner import run_claimed_job, start_job_process_server
 
 __all__ = ["QUEUE_NAME", "TASK_NAME", "CeleryDispatcher", "create_celery_app", "run_celery_worker"]
 
@@ -106,6 +106,7 @@ def run_celery_worker(settings: Settings, registry: JobRegistry, *, concurrency:
         stop.set()
 
     signals.worker_shutting_down.connect(on_shutdown, weak=False)
+    start_job_process_server()
     maintenance = threading.Thread(
         target=maintain_until, args=(env, stop), name="kai-reconciler", daemon=True
     )

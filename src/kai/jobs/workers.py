@@ -28,7 +28,7 @@ from kai.jobs.environment import JobEnvironment, create_job_environment
 from kai.jobs.leases import claim_job, new_lease_owner, release_leases_of
 from kai.jobs.reconciler import maintain_until
 from kai.jobs.registry import JobRegistry
-from kai.jobs.runner import run_claimed_job
+from kai.jobs.runner import run_claimed_job, start_job_process_server
 from kai.logs import configure_logging
 
 __all__ = ["LocalWorkerPool"]
@@ -128,6 +128,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop_signal.on_sigterm)
     env = create_job_environment(settings, registry)
+    start_job_process_server()
     try:
         _work(env, stop_signal)
     finally:
