@@ -24,15 +24,16 @@ pytestmark = pytest.mark.db
 
 CLASSES = ("ceramic", "stone", "wood")
 TILES = TfdsSpec("kai_test_tiles", CLASSES, {"train": 9, "test": 6}, seed=3)
+JPEG_TILES = TfdsSpec("kai_test_jpeg_tiles", ("oak", "slate"), {"train": 4}, image_format="jpeg")
 # Images and a caption-like text, but nothing to classify them by.
 UNLABELLED = TfdsSpec("kai_test_unlabelled", None, {"train": 3})
 
 
 @pytest.fixture(scope="module")
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir where TFDS prepared both builders, made once for this module."""
+    """A data dir where TFDS prepared the builders, made once for this module."""
     data_dir = tmp_path_factory.mktemp("tfds-data")
-    prepare_tfds_datasets(data_dir, [TILES, UNLABELLED])
+    prepare_tfds_datasets(data_dir, [TILES, JPEG_TILES, UNLABELLED])
     return data_dir
 
 
@@ -98,6 +99,19 @@ def test_prepared_dataset_imports_with_classes_splits_and_provenance(
     }
     assert stored == made
     assert "tensorflow" not in sys.modules
+
+
+def test_jpeg_images_keep_their_stored_bytes(
+    tfds_dir: Path, run_premade: RunPremade, database: Database, blobs: LocalBlobStore
+) -> None:
+    dataset_id, result, error = run_premade("tfds:kai_test_jpeg_tiles")
+    assert error is None and result is not None and result["sampleCount"] == 4
+    with database.session() as session:
+        version = session.query(DatasetVersion).filter_by(dataset_id=dataset_id).one()
+        samples = session.query(Sample).filter_by(version_id=version.id).all()
+        assert {s.format for s in samples} == {"jpeg"}
+        assert all(s.original_name.endswith(".jpg") for s in samples)
+        assert all(blobs.read_bytes(s.blob_sha256)[:2] == b"\xff\xd8" for s in samples)
 
 
 def test_selected_classes_narrow_the_import(

@@ -36,6 +36,7 @@ class TfdsSpec:
         split_counts: Examples per split; example ``i`` has class ``i % len(classes)``.
         version: The builder's version.
         image_size_px: Side of the square RGB images.
+        image_format: How TFDS encodes them: ``png`` or ``jpeg``.
         seed: Seeds the pixels, with the split's name.
     """
 
@@ -44,6 +45,7 @@ class TfdsSpec:
     split_counts: Mapping[str, int] = field(default_factory=lambda: {"train": 6, "test": 3})
     version: str = "1.0.0"
     image_size_px: int = 16
+    image_format: str = "png"
     seed: int = 0
 
 
@@ -84,7 +86,9 @@ def _builder_class(spec: Mapping[str, Any]) -> Any:
 
         def _info(self) -> Any:
             features: dict[str, Any] = {
-                "image": tfds.features.Image(shape=(size, size, 3)),
+                "image": tfds.features.Image(
+                    shape=(size, size, 3), encoding_format=spec["image_format"]
+                ),
                 "photographer": tfds.features.Text(),
             }
             if classes:
