@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from kai.runtime import Runtime
 pytestmark = pytest.mark.db
 
 IMPORT = "/api/admin/datasets/import/premade"
+# The premade source tests' factories, which prepare hub caches and TFDS data dirs.
+SOURCE_FACTORIES = Path(__file__).parents[1] / "datasets" / "sources"
 
 
 def run_job(runtime: Runtime, job_id: int) -> str | None:
@@ -156,3 +160,31 @@ def test_idempotent_import_returns_the_first_dataset(client: TestClient, editor:
     again = client.post(IMPORT, json={"sourceDatasetId": "kai-textures"}, headers=headers)
     assert first.json()["id"] == again.json()["id"]
     assert first.json()["jobId"] == again.json()["jobId"]
+
+
+def test_tfds_builder_imports_from_its_prepared_data(
+    client: TestClient,
+    editor: Account,
+    runtime: Runtime,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("tensorflow_datasets", reason="needs the tfds extra")
+    monkeypatch.syspath_prepend(str(SOURCE_FACTORIES))
+    builds = importlib.import_module("tfds_builds")
+    spec = builds.TfdsSpec("kai_api_tiles", ("oak", "slate"), {"train": 4, "test": 2})
+    builds.prepare_tfds_datasets(tmp_path / "tfds", [spec])
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    body = {"sourceDatasetId": "tfds:kai_api_tiles", "maxSamplesPerClass": 1}
+    response = client.post(IMPORT, json=body, headers=editor.headers)
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["name"] == "kai_api_tiles"
+    assert run_job(runtime, started["jobId"]) is None
+    dataset = client.get(f"/api/admin/datasets/{started['id']}", headers=editor.headers).json()
+    assert dataset["status"] == "ready" and dataset["sampleCount"] == 4
+    assert dataset["classCounts"]["oak"] == {"train": 1, "val": 0, "test": 1, "total": 2}
+    version = client.get(f"/api/admin/datasets/{started['id']}/versions/1", headers=editor.headers)
+    provenance = version.json()["metadata"]["provenance"]
+    assert provenance["sourceId"] == "tfds:kai_api_tiles" and provenance["revision"] == "1.0.0"
+    assert provenance["sourceDataDir"] == str(tmp_path / "tfds")

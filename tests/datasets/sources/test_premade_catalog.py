@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 
 import pytest
 
@@ -126,11 +126,11 @@ def test_cap_is_per_class_and_split_and_deterministic() -> None:
     assert all(sum(1 for i in chosen if (i.label, i.split) == g) == 2 for g in per_group)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow_datasets") is not None,
-    reason="the tfds extra is installed here",
-)
-def test_tfds_without_the_extra_says_how_to_add_it(settings: Settings) -> None:
+def test_tfds_without_the_extra_says_how_to_add_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A None entry makes importing the module fail as when it is not installed.
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     request = resolve_request("tfds:dtd", PremadeOptions())
     opening = open_premade(request, settings)
     with pytest.raises(InvalidInput, match=r"pip install 'kai\[tfds\]'"), opening:
