@@ -98,6 +98,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
         plugins: Whether to load the ``kai.model_formats`` entry points.
     """
     # The adapters import their frameworks, which takes seconds: only a registry pays for it.
+    from kai.models.formats.keras_models import KerasFormat
     from kai.models.formats.onnx_graphs import OnnxFormat
     from kai.models.formats.state_dicts import StateDictFormat
     from kai.models.formats.torchscript import TorchScriptFormat
@@ -107,6 +108,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     registry.register(TorchScriptFormat())
     registry.register(StateDictFormat())
     registry.register(OnnxFormat())
+    registry.register(KerasFormat())
     if plugins:
         load_plugins(registry, entry_points(group=ENTRY_POINT_GROUP))
     return registry
