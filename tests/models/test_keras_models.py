@@ -174,7 +174,7 @@ def test_a_keras_function_that_is_no_class_is_refused_once_keras_resolves_it(
 
     path = rewrite_config(tiny_file, tmp_path / "function.keras", plant)
     KerasFormat().check(path, ImportOptions())  # Nothing in the names alone is wrong.
-    with pytest.raises(UnsafeModelFile, match="'keras.utils.get_file', which is no built-in"):
+    with pytest.raises(UnsafeModelFile, match=r"'keras\.utils\.get_file', which is no built-in"):
         KerasFormat().inspect(path, ImportOptions())
     assert not canary.exists()
 

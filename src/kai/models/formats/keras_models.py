@@ -278,9 +278,7 @@ def _features_model(model: Any, head: str | None) -> Any:
     return keras.Model(inputs=model.input, outputs=layer.input)
 
 
-def _input_spec(
-    model: Any, options: ImportOptions, notes: list[str]
-) -> tuple[InputSpec, bool]:
+def _input_spec(model: Any, options: ImportOptions, notes: list[str]) -> tuple[InputSpec, bool]:
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
     if len(shape) != 4:
         raise InvalidInput(
@@ -310,9 +308,9 @@ def _spec_draft(name: str, input_spec: InputSpec) -> ModelSpec:
 
 
 def _head_layer(model: Any, wanted: str | None) -> str:
-    names = [layer.name for layer in model.layers]
+    names = [str(layer.name) for layer in model.layers]
     if wanted is None:
-        weighted = [layer.name for layer in model.layers if layer.count_params() > 0]
+        weighted = [str(layer.name) for layer in model.layers if layer.count_params() > 0]
         return weighted[-1] if weighted else names[-1]
     if wanted not in names:
         raise InvalidInput(
