@@ -101,6 +101,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     from kai.models.formats.keras_models import KerasFormat
     from kai.models.formats.onnx_graphs import OnnxFormat
     from kai.models.formats.state_dicts import StateDictFormat
+    from kai.models.formats.tensorflow_graphs import TensorFlowGraphFormat
     from kai.models.formats.tflite_models import TfliteFormat
     from kai.models.formats.torchscript import TorchScriptFormat
 
@@ -111,6 +112,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     registry.register(OnnxFormat())
     registry.register(KerasFormat())
     registry.register(TfliteFormat())
+    registry.register(TensorFlowGraphFormat())
     if plugins:
         load_plugins(registry, entry_points(group=ENTRY_POINT_GROUP))
     return registry
