@@ -320,3 +320,46 @@ def _plain_png(colour: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 40), colour).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_versions_compare_side_by_side_with_classes_and_metrics(
+    client: TestClient, editor: Account, runtime: Runtime
+) -> None:
+    names = {"classNames": "stone\ntile\nwood"}
+    first = upload(client, editor, onnx_bytes(3), filename="a.onnx", fields=names)
+    model_id = first.json()["id"]
+    assert run_job(runtime, first.json()["jobId"])[1] is None
+    fields = {"modelId": str(model_id), "classNames": '["stone", "tile", "oak", "slate"]'}
+    second = upload(client, editor, onnx_bytes(4), filename="b.onnx", fields=fields)
+    assert run_job(runtime, second.json()["jobId"])[1] is None
+    with runtime.db.session() as session:
+        versions = kai.models.list_versions(session, model_id)
+        kai.models.record_evaluation(session, versions[0].id, metrics={"accuracy": 0.5})
+        kai.models.record_evaluation(
+            session, versions[1].id, metrics={"accuracy": 0.75, "perClass": {"oak": 1.0}}
+        )
+
+    response = client.get(
+        f"{MODELS}/{model_id}/versions/compare?versions=1,2", headers=editor.headers
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [v["version"] for v in body["versions"]] == [1, 2]
+    assert [v["facts"]["numClasses"] for v in body["versions"]] == [3, 4]
+    assert "numClasses" in body["differing"] and "format" not in body["differing"]
+    assert body["classChanges"] == [{"version": 2, "added": ["oak", "slate"], "removed": ["wood"]}]
+    assert body["metrics"] == [
+        {"datasetVersionId": None, "metric": "accuracy", "values": [0.5, 0.75]}
+    ]
+
+
+@pytest.mark.parametrize("versions", ["1", "1,1", "1,x", "1,2,3,4,5,6,7,8,9,10,11"])
+def test_versions_compare_needs_two_to_ten_distinct_numbers(
+    client: TestClient, editor: Account, versions: str
+) -> None:
+    response = client.get(
+        f"{MODELS}/1/versions/compare?versions={versions}", headers=editor.headers
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "versions"

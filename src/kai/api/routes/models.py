@@ -41,6 +41,7 @@ from kai.api.schemas.models import (
     ModelVersionRead,
     PredictionsRead,
     UrlImportCreate,
+    VersionComparisonRead,
 )
 from kai.api.uploads import ReceivedFile, ReceivedForm, receive_multipart
 from kai.db.tables import ModelVersion, Role
@@ -50,6 +51,7 @@ from kai.models import (
     PredictorCache,
     SourceKind,
     check_source_url,
+    compare_versions,
     find_by_idempotency_key,
     get_model,
     list_artifacts,
@@ -58,6 +60,7 @@ from kai.models import (
     list_models,
     list_versions,
     load_request_for,
+    parse_version_numbers,
     predict_images,
     read_card,
     read_model,
@@ -312,6 +315,18 @@ def list_versions_route(
 ) -> list[ModelVersionRead]:
     """Every version, oldest first, with its artifacts and evaluations."""
     return [_version_read(session, version) for version in list_versions(session, model_id)]
+
+
+@router.get("/{model_id}/versions/compare")
+def read_version_comparison_route(
+    model_id: int,
+    _user: ViewerUser,
+    session: SessionDep,
+    versions: Annotated[str, Query(max_length=200, description="Version numbers, as 1,2")],
+) -> VersionComparisonRead:
+    """Two to ten versions side by side: facts, class changes and metrics per dataset version."""
+    comparison = compare_versions(session, model_id, parse_version_numbers(versions))
+    return VersionComparisonRead.from_comparison(comparison)
 
 
 @router.get("/{model_id}/versions/{number}")
