@@ -123,7 +123,12 @@ def _fetch_repository(ctx: JobContext, config: ModelImportConfig) -> FetchedMode
     repository = parse_repository(source.repository)
     ctx.log(f"Resolving {source.reference!r} in {repository.value}")
     fetched = fetch_repository_model(
-        repository, source.reference, source.revision, config.options, settings=ctx.settings
+        repository,
+        source.reference,
+        source.revision,
+        config.options,
+        settings=ctx.settings,
+        work_dir=ctx.work_dir / "fetched",
     )
     for note in fetched.notes:
         ctx.log(note)

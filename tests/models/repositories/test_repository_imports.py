@@ -137,12 +137,12 @@ def test_given_options_win_over_the_repository_config(hf_cache: Path, settings: 
     assert fetched.options.mean == MEAN
 
 
-def test_transformers_layout_is_refused_naming_the_supported_ones(
+def test_a_transformers_model_without_an_image_classifier_is_refused(
     hf_cache: Path, settings: Settings
 ) -> None:
-    config = {"architectures": ["ViTForImageClassification"], "id2label": {"0": "oak"}}
+    config = {"model_type": "bert", "architectures": ["BertModel"], "id2label": {"0": "oak"}}
     make_timm_repo(hf_cache, "kai-test/vit", tiny_model(), config=config)
-    with pytest.raises(InvalidInput, match=r"transformers model.*supported layouts: timm"):
+    with pytest.raises(InvalidInput, match=r"without an image classifier.*supported layouts: timm"):
         fetch_repository_model(
             Repository.HUGGINGFACE, "kai-test/vit", None, ImportOptions(), settings=settings
         )

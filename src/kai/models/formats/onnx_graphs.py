@@ -33,23 +33,14 @@ from kai.models.formats.base import (
     Predictor,
     Probabilities,
 )
+from kai.models.formats.bundles import unpacked_bundle
 from kai.models.formats.class_names import resolve_class_names
 from kai.models.formats.preprocessing import images_to_array, looks_like_probabilities, softmax
-from kai.security.archives import ArchiveLimits, SafeZip
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "model.onnx"
-UNPACKED_SUFFIX = ".unpacked"
 _CLASS_NAME_KEYS = ("class_names", "classes", "labels")
-_BUNDLE_LIMITS = ArchiveLimits(
-    max_entries=10_000,
-    max_uncompressed_bytes=64 * 1024**3,
-    max_entry_bytes=32 * 1024**3,
-    max_compression_ratio=200.0,
-    max_name_length=255,
-    min_free_bytes=512 * 1024**2,
-)
 
 
 class OnnxFormat:
@@ -146,10 +137,7 @@ def model_file(path: Path) -> Path:
     with open(path, "rb") as handle:
         if handle.read(4) != b"PK\x03\x04":
             return path
-    folder = path.with_name(path.name + UNPACKED_SUFFIX)
-    if not folder.is_dir():
-        _unpack(path, folder)
-    entries = sorted(folder.rglob("*.onnx"))
+    entries = sorted(unpacked_bundle(path).rglob("*.onnx"))
     if len(entries) != 1:
         raise InvalidInput(f"The ZIP must hold exactly one .onnx graph, not {len(entries)}")
     return entries[0]
@@ -219,20 +207,6 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _tensors(attribute.g)
             for subgraph in attribute.graphs:
                 yield from _tensors(subgraph)
-
-
-def _unpack(path: Path, folder: Path) -> None:
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with SafeZip(path, _BUNDLE_LIMITS, free_space_dir=staging) as archive:
-        for entry in archive.entries:
-            target = staging.joinpath(*PurePosixPath(entry.name).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as sink:
-                for chunk in archive.iter_chunks(entry):
-                    sink.write(chunk)
-    staging.rename(folder)
 
 
 def _onnx_entries(path: Path) -> list[str]:

@@ -98,6 +98,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
         plugins: Whether to load the ``kai.model_formats`` entry points.
     """
     # The adapters import their frameworks, which takes seconds: only a registry pays for it.
+    from kai.models.formats.hf_classifiers import TransformersFormat
     from kai.models.formats.keras_models import KerasFormat
     from kai.models.formats.onnx_graphs import OnnxFormat
     from kai.models.formats.state_dicts import StateDictFormat
@@ -110,6 +111,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     registry.register(TorchScriptFormat())
     registry.register(StateDictFormat())
     registry.register(OnnxFormat())
+    registry.register(TransformersFormat())
     registry.register(KerasFormat())
     registry.register(TfliteFormat())
     registry.register(TensorFlowGraphFormat())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from pathlib import Path
 
 from kai.config import Settings
 from kai.errors import InvalidInput, PermissionDenied
@@ -67,8 +69,12 @@ def fetch_repository_model(
     options: ImportOptions,
     *,
     settings: Settings,
+    work_dir: Path | None = None,
 ) -> FetchedModel:
     """The model's file, from the repository's client and its cache; runs inside the job.
+
+    ``work_dir`` is where files that need bundling (a transformers model's) are written;
+    a folder under the settings' work dir when None.
 
     Raises:
         InvalidInput: The id is malformed, or the files are in no supported layout or format.
@@ -78,7 +84,8 @@ def fetch_repository_model(
     """
     _check_reference(repository, reference)
     if repository is Repository.HUGGINGFACE:
-        return fetch_huggingface(reference, revision, options)
+        bundles = work_dir or settings.work_dir / "repository-bundles" / secrets.token_hex(8)
+        return fetch_huggingface(reference, revision, options, work_dir=bundles)
     if repository is Repository.PYTORCH_HUB:
         return _torch_hub.fetch_torch_hub(reference, revision, options, settings=settings)
     if repository is Repository.ONNX_MODEL_ZOO:
