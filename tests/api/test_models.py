@@ -40,6 +40,7 @@ from models.model_factories import (
     save_pickled_module,
     save_state_dict,
     tiny_model,
+    zipped_saved_model,
 )
 
 pytestmark = pytest.mark.db
@@ -363,3 +364,14 @@ def test_versions_compare_needs_two_to_ten_distinct_numbers(
     )
     assert response.status_code == 422
     assert response.json()["error"]["details"]["field"] == "versions"
+
+
+def test_a_tensorflow_savedmodel_upload_is_answered_with_the_conversions_kai_reads(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    data = zipped_saved_model(tmp_path / "saved.zip").read_bytes()
+    response = upload(client, editor, data, filename="classifier.zip")
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "TensorFlow SavedModel (zipped)" in message and "TFLiteConverter" in message
+    assert_nothing_stored(client, editor, runtime)

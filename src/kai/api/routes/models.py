@@ -84,7 +84,7 @@ MAX_PREDICT_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_CLASS_NAMES_BYTES = 8 * 1024 * 1024
 # The frameworks and formats a repository import may name; a plugin's are not offered here.
 REPOSITORY_FRAMEWORKS = frozenset(
-    {"pytorch", "onnx", "pytorch_state_dict", "torchscript", "keras", "tflite"}
+    {"pytorch", "onnx", "pytorch_state_dict", "torchscript", "transformers", "keras", "tflite"}
 )
 _SERVICES_LOCK = threading.Lock()
 
