@@ -141,11 +141,16 @@ def import_command(
     head_layer: Annotated[str | None, typer.Option(help="The classification layer")] = None,
     graph_input: Annotated[str | None, typer.Option(help="Graph input to feed")] = None,
     graph_output: Annotated[str | None, typer.Option(help="Graph output to read")] = None,
+    trust_repository_code: Annotated[
+        bool, typer.Option(help="Allow a hub repository's own code to build the model")
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Follow the import until it ends")] = True,
 ) -> None:
     """Import a pretrained model from a repository, read from its client's cache offline."""
     chosen = parse_repository(repository)
-    check_repository_request(chosen, model_id.strip(), is_admin=True)
+    check_repository_request(
+        chosen, model_id.strip(), trust_repository_code=trust_repository_code, is_admin=True
+    )
     if chosen is Repository.URL:
         source = ModelSource(kind=SourceKind.URL, url=model_id, original_name=Path(model_id).name)
     else:
@@ -155,6 +160,7 @@ def import_command(
             reference=model_id.strip(),
             revision=revision,
             original_name=model_id.strip(),
+            trust_repository_code=trust_repository_code,
         )
     options = _import_options(
         framework=framework,

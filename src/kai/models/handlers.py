@@ -129,6 +129,7 @@ def _fetch_repository(ctx: JobContext, config: ModelImportConfig) -> FetchedMode
         config.options,
         settings=ctx.settings,
         work_dir=ctx.work_dir / "fetched",
+        trust_repository_code=source.trust_repository_code,
     )
     for note in fetched.notes:
         ctx.log(note)

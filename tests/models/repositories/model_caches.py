@@ -144,3 +144,11 @@ def make_transformers_repo(
     for name, data in (extra_files or {}).items():
         add_hf_file(cache, repo_id, name, data, commit=commit)
     set_hf_ref(cache, repo_id, commit=commit)
+
+
+def make_hub_repo(torch_home: Path, owner: str, repo: str, hubconf: str, ref: str = "main") -> Path:
+    """A GitHub repository where ``torch.hub`` leaves it: ``TORCH_HOME/hub/OWNER_REPO_REF``."""
+    folder = torch_home / "hub" / f"{owner}_{repo}_{ref}"
+    folder.mkdir(parents=True)
+    (folder / "hubconf.py").write_text(hubconf)
+    return folder

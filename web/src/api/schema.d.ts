@@ -662,7 +662,8 @@ export interface paths {
          *     ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
          *     (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
          *     handle, a URL). The job reads the repository client's cache when the network is missing.
-         *     ``trustRepositoryCode`` (admins only) would allow running a repository's own code.
+         *     ``trustRepositoryCode`` (admins only) allows building a PyTorch Hub model with its
+         *     repository's own ``hubconf.py`` (``OWNER/REPO:ENTRY``), inside the sandbox.
          *     The advanced fields are the upload's (``inputSize``, ``mean``, ``std``, ``classNames``
          *     or ``classNamesFile``, ``headLayer``, ``graphInput``, ``graphOutput``); what they give
          *     wins over what the repository says.

@@ -224,7 +224,8 @@ def create_repository_import(
     ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
     (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
     handle, a URL). The job reads the repository client's cache when the network is missing.
-    ``trustRepositoryCode`` (admins only) would allow running a repository's own code.
+    ``trustRepositoryCode`` (admins only) allows building a PyTorch Hub model with its
+    repository's own ``hubconf.py`` (``OWNER/REPO:ENTRY``), inside the sandbox.
     The advanced fields are the upload's (``inputSize``, ``mean``, ``std``, ``classNames``
     or ``classNamesFile``, ``headLayer``, ``graphInput``, ``graphOutput``); what they give
     wins over what the repository says.
@@ -252,6 +253,7 @@ def create_repository_import(
             reference=reference,
             revision=revision.strip() or None,
             original_name=reference,
+            trust_repository_code=trust_repository_code,
         )
     names_text = _read_names_file(class_names_file) if class_names_file else class_names
     options = ImportOptions(
