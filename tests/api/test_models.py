@@ -375,3 +375,29 @@ def test_a_tensorflow_savedmodel_upload_is_answered_with_the_conversions_kai_rea
     message = response.json()["error"]["message"]
     assert "TensorFlow SavedModel (zipped)" in message and "TFLiteConverter" in message
     assert_nothing_stored(client, editor, runtime)
+
+
+def test_a_keras_file_with_a_lambda_layer_is_refused_at_once_and_never_runs(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    from models.keras_factories import save_lambda_model
+
+    canary = tmp_path / "canary"
+    data = save_lambda_model(tmp_path / "lambda.keras", canary).read_bytes()
+    response = upload(client, editor, data, filename="tiles.keras")
+    assert response.status_code == 422
+    assert "Lambda layer" in response.json()["error"]["message"]
+    assert_nothing_stored(client, editor, runtime)
+    assert not canary.exists()
+
+
+def test_a_tflite_file_with_absurd_tensors_is_refused_at_once(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    from models.tflite_factories import linear_tflite
+
+    huge = linear_tflite(tmp_path / "huge.tflite", input_shape=(1, 2**31 - 1, 2**31 - 1, 3))
+    response = upload(client, editor, huge.read_bytes(), filename="tiles.tflite")
+    assert response.status_code == 422
+    assert "claims" in response.json()["error"]["message"]
+    assert_nothing_stored(client, editor, runtime)
