@@ -86,7 +86,7 @@ def check_keras_config(config: Any, *, subject: str) -> list[KerasObjectRef]:
             "Lambda and custom layers from built-in ones, or export the model to ONNX",
             details={"problems": problems[:50]},
         )
-    return [ref for ref in _object_refs(config, "config", 0) if ref is not None]
+    return list(_object_refs(config))
 
 
 def find_config_problems(config: Any) -> list[str]:
@@ -136,8 +136,8 @@ def _inside_keras(module: Any) -> bool:
     return module == "keras" or module.startswith(("keras.", "keras>"))
 
 
-def _object_refs(node: Any, where: str, depth: int) -> Iterator[KerasObjectRef | None]:
-    for place, value, _ in _walk(node, where, depth):
+def _object_refs(config: Any) -> Iterator[KerasObjectRef]:
+    for place, value, _ in _walk(config, "config", 0):
         if not isinstance(value, dict) or not isinstance(value.get("class_name"), str):
             continue
         class_name = value["class_name"]
