@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.support import Account
 from api.test_models import run_job
+from kai.db.tables import Job
 from kai.runtime import Runtime
 from models.repositories.model_caches import make_torch_checkpoint
 
@@ -106,10 +107,45 @@ def test_tensorflow_hub_address_is_refused_as_tensorflow(
     )
     response = client.post(ROUTE, data=form, headers=editor.headers)
     assert response.status_code == 422
-    assert "TensorFlow formats are not supported yet" in response.json()["error"]["message"]
+    assert "SavedModels and TF.js graphs are not run" in response.json()["error"]["message"]
 
 
 def test_model_id_is_required(client: TestClient, editor: Account) -> None:
     response = client.post(ROUTE, data=_form(repository="huggingface"), headers=editor.headers)
     assert response.status_code == 422
     assert "modelId" in response.text
+
+
+def test_advanced_options_travel_with_a_repository_import(
+    client: TestClient, editor: Account, runtime: Runtime
+) -> None:
+    form = _form(
+        repository="kaggle",
+        modelId="kai-test/tiles/tfLite/v1",
+        inputSize="32",
+        mean="0.5,0.5,0.5",
+        std="0.25, 0.25, 0.25",
+        graphInput="pixels",
+        graphOutput="logits",
+        headLayer="head",
+    )
+    files = {"classNamesFile": ("classes.txt", b"porcelain\nslate\n\noak\n", "text/plain")}
+    response = client.post(ROUTE, data=form, files=files, headers=editor.headers)
+    assert response.status_code == 202, response.text
+
+    with runtime.db.session() as session:
+        options = session.get(Job, response.json()["jobId"]).config["options"]
+    assert options["input_size_px"] == [32, 32]
+    assert (options["mean"], options["std"]) == ([0.5] * 3, [0.25] * 3)
+    assert options["class_names"] == ["porcelain", "slate", "oak"]
+    assert (options["graph_input"], options["graph_output"]) == ("pixels", "logits")
+    assert options["head_layer"] == "head"
+
+
+def test_bad_advanced_options_of_a_repository_import_are_named(
+    client: TestClient, editor: Account
+) -> None:
+    form = _form(repository="kaggle", modelId="kai-test/tiles/tfLite/v1", std="1,0,1")
+    response = client.post(ROUTE, data=form, headers=editor.headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "std"

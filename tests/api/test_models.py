@@ -40,6 +40,7 @@ from models.model_factories import (
     save_pickled_module,
     save_state_dict,
     tiny_model,
+    zipped_saved_model,
 )
 
 pytestmark = pytest.mark.db
@@ -320,3 +321,83 @@ def _plain_png(colour: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 40), colour).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_versions_compare_side_by_side_with_classes_and_metrics(
+    client: TestClient, editor: Account, runtime: Runtime
+) -> None:
+    names = {"classNames": "stone\ntile\nwood"}
+    first = upload(client, editor, onnx_bytes(3), filename="a.onnx", fields=names)
+    model_id = first.json()["id"]
+    assert run_job(runtime, first.json()["jobId"])[1] is None
+    fields = {"modelId": str(model_id), "classNames": '["stone", "tile", "oak", "slate"]'}
+    second = upload(client, editor, onnx_bytes(4), filename="b.onnx", fields=fields)
+    assert run_job(runtime, second.json()["jobId"])[1] is None
+    with runtime.db.session() as session:
+        versions = kai.models.list_versions(session, model_id)
+        kai.models.record_evaluation(session, versions[0].id, metrics={"accuracy": 0.5})
+        kai.models.record_evaluation(
+            session, versions[1].id, metrics={"accuracy": 0.75, "perClass": {"oak": 1.0}}
+        )
+
+    response = client.get(
+        f"{MODELS}/{model_id}/versions/compare?versions=1,2", headers=editor.headers
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [v["version"] for v in body["versions"]] == [1, 2]
+    assert [v["facts"]["numClasses"] for v in body["versions"]] == [3, 4]
+    assert "numClasses" in body["differing"] and "format" not in body["differing"]
+    assert body["classChanges"] == [{"version": 2, "added": ["oak", "slate"], "removed": ["wood"]}]
+    assert body["metrics"] == [
+        {"datasetVersionId": None, "metric": "accuracy", "values": [0.5, 0.75]}
+    ]
+
+
+@pytest.mark.parametrize("versions", ["1", "1,1", "1,x", "1,2,3,4,5,6,7,8,9,10,11"])
+def test_versions_compare_needs_two_to_ten_distinct_numbers(
+    client: TestClient, editor: Account, versions: str
+) -> None:
+    response = client.get(
+        f"{MODELS}/1/versions/compare?versions={versions}", headers=editor.headers
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "versions"
+
+
+def test_a_tensorflow_savedmodel_upload_is_answered_with_the_conversions_kai_reads(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    data = zipped_saved_model(tmp_path / "saved.zip").read_bytes()
+    response = upload(client, editor, data, filename="classifier.zip")
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "TensorFlow SavedModel (zipped)" in message and "TFLiteConverter" in message
+    assert_nothing_stored(client, editor, runtime)
+
+
+def test_a_keras_file_with_a_lambda_layer_is_refused_at_once_and_never_runs(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    from models.keras_factories import save_lambda_model
+
+    canary = tmp_path / "canary"
+    data = save_lambda_model(tmp_path / "lambda.keras", canary).read_bytes()
+    response = upload(client, editor, data, filename="tiles.keras")
+    assert response.status_code == 422
+    assert "Lambda layer" in response.json()["error"]["message"]
+    assert_nothing_stored(client, editor, runtime)
+    assert not canary.exists()
+
+
+def test_a_tflite_file_with_absurd_tensors_is_refused_at_once(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    from models.tflite_factories import linear_tflite
+
+    huge = linear_tflite(tmp_path / "huge.tflite", input_shape=(1, 2**31 - 1, 2**31 - 1, 3))
+    response = upload(client, editor, huge.read_bytes(), filename="tiles.tflite")
+    assert response.status_code == 422
+    assert "claims" in response.json()["error"]["message"]
+    assert_nothing_stored(client, editor, runtime)

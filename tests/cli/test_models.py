@@ -56,3 +56,38 @@ def test_upload_of_garbage_fails_with_the_reason(tmp_path: Path, settings: Setti
     path = garbage_file(tmp_path / "weights.onnx")
     code, _, err = kai(settings, "model", "upload", str(path))
     assert code == 1 and "not a model Kai can read" in err
+
+
+def test_compare_shows_versions_side_by_side(
+    tmp_path: Path, settings: Settings, database: Database
+) -> None:
+    path = tmp_path / "linear.onnx"
+    path.write_bytes(linear_onnx_graph(3).SerializeToString())
+    code, out, err = kai(settings, "model", "upload", str(path), "--classes", "stone,tile,wood")
+    assert code == 0, err
+    model_id = out.strip().splitlines()[-1]
+    wider = tmp_path / "wider.onnx"
+    wider.write_bytes(linear_onnx_graph(4).SerializeToString())
+    code, _, err = kai(
+        settings,
+        "model",
+        "upload",
+        str(wider),
+        "--model-id",
+        model_id,
+        "--classes",
+        "stone,tile,oak,slate",
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.25,0.25,0.25",
+    )
+    assert code == 0, err
+
+    code, out, err = kai(settings, "model", "compare", model_id, "1,2")
+
+    assert code == 0, err
+    assert "numClasses *" in out and "mean *" in out and "format " in out
+    assert "version 2: classes added ['oak', 'slate'], removed ['wood']" in out
+    code, _, err = kai(settings, "model", "compare", model_id, "1")
+    assert code == 1 and "Compare 2 to 10 different versions" in err

@@ -178,3 +178,86 @@ def run_model_job(
     except KaiError as exc:
         fail_import(ctx, exc.message)
         return None, exc.message
+
+
+def _protobuf_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (lengths under 128 bytes)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def frozen_graph_bytes() -> bytes:
+    """A TensorFlow GraphDef with one Placeholder node and its versions, as protobuf bytes."""
+    node = _protobuf_field(1, b"pixels") + _protobuf_field(2, b"Placeholder")
+    return _protobuf_field(1, node) + _protobuf_field(4, b"\x08\x01")
+
+
+def saved_model_bytes() -> bytes:
+    """A SavedModel message: schema version 1 and one meta graph tagged ``serve``."""
+    meta_info = _protobuf_field(4, b"serve")
+    return b"\x08\x01" + _protobuf_field(2, _protobuf_field(1, meta_info))
+
+
+def zipped_saved_model(path: Path) -> Path:
+    """A SavedModel folder zipped: saved_model.pb beside its variables."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("classifier/saved_model.pb", saved_model_bytes())
+        archive.writestr("classifier/variables/variables.index", b"\x00" * 16)
+    return path
+
+
+VIT_LABELS = ("porcelain", "slate", "oak")
+VIT_PREPROCESSOR = {
+    "image_processor_type": "ViTImageProcessor",
+    "do_resize": True,
+    "size": {"height": SIZE_PX, "width": SIZE_PX},
+    "do_normalize": True,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+}
+
+
+def tiny_vit(labels: tuple[str, ...] = VIT_LABELS, seed: int = 0) -> torch.nn.Module:
+    """A two-layer ViT classifier over 32-pixel images, its labels in ``id2label``."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=SIZE_PX,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+    )
+    return ViTForImageClassification(config).eval()
+
+
+def save_transformers_folder(model: Any, folder: Path, *, preprocessor: bool = True) -> Path:
+    """The folder ``save_pretrained`` writes, with the image processor's config beside it."""
+    import json
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    model.save_pretrained(folder)
+    if preprocessor:
+        (folder / "preprocessor_config.json").write_text(json.dumps(VIT_PREPROCESSOR))
+    return folder
+
+
+def zip_folder(folder: Path, path: Path) -> Path:
+    """The folder's files in a ZIP under one top folder, as a person zips a model folder."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, f"{folder.name}/{file.relative_to(folder)}")
+    return path
+
+
+def vit_logits(model: Any, batch: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return model(pixel_values=batch).logits.numpy()

@@ -26,7 +26,7 @@ from model_factories import (
 )
 
 from kai.errors import InvalidInput, UnsafeModelFile
-from kai.models.formats import ImportOptions, create_format_registry
+from kai.models.formats import FeatureExtractor, ImportOptions, create_format_registry
 from kai.models.formats.onnx_graphs import check_external_data
 
 OPTIONS = ImportOptions(architecture=TINY_ARCHITECTURE, input_size_px=(SIZE_PX, SIZE_PX))
@@ -163,10 +163,35 @@ def test_onnx_export_inspects_and_predicts_like_the_original(registry, tmp_path:
     out.mkdir()
     fmt.prepare(path, inspection, out)
     batch = sample_batch()
+    predictor = fmt.load(out, inspection.spec)
     np.testing.assert_allclose(
-        fmt.load(out, inspection.spec).predict(batch),
-        reference_probabilities(model, batch),
-        atol=1e-4,
+        predictor.predict(batch), reference_probabilities(model, batch), atol=1e-4
+    )
+    assert isinstance(predictor, FeatureExtractor)
+    np.testing.assert_allclose(
+        predictor.extract_features(batch), pre_logits(model, batch), atol=1e-4
+    )
+
+
+def pre_logits(model: torch.nn.Module, batch: torch.Tensor) -> np.ndarray:
+    """timm's penultimate embedding: what the classifier layer reads."""
+    with torch.inference_mode():
+        return model.forward_head(model.forward_features(batch), pre_logits=True).numpy()
+
+
+def test_state_dict_predictor_gives_the_embedding_its_head_reads(registry, tmp_path: Path) -> None:
+    model = tiny_model(num_classes=3)
+    path = save_safetensors(model, tmp_path / "w.safetensors")
+    fmt = registry.get("pytorch_state_dict")
+    inspection = fmt.inspect(path, OPTIONS)
+    out = tmp_path / "artifact"
+    out.mkdir()
+    fmt.prepare(path, inspection, out)
+    predictor = fmt.load(out, inspection.spec)
+    batch = sample_batch()
+    assert isinstance(predictor, FeatureExtractor)
+    np.testing.assert_allclose(
+        predictor.extract_features(batch), pre_logits(model, batch), atol=1e-5
     )
 
 

@@ -12,6 +12,7 @@ from model_factories import (
     TINY_ARCHITECTURE,
     ImportModel,
     garbage_file,
+    linear_onnx_graph,
     reference_probabilities,
     sample_batch,
     save_state_dict,
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from kai.db.engine import Database
 from kai.db.tables import ModelArtifact, ModelStatus
+from kai.errors import UnsafeModelFile
 from kai.models import (
     PredictorCache,
     list_artifacts,
@@ -159,3 +161,28 @@ def test_plugin_format_imports_through_the_sandbox_and_predicts(
     blue[:, 2] = 1.0
     probabilities = PredictorCache(blobs, tmp_path / "cache").get(request).predict(blue)
     assert probabilities.argmax() == 2
+
+
+def test_a_blob_changed_behind_kais_back_is_never_loaded(
+    tmp_path: Path, import_model: ImportModel, database: Database, blobs: LocalBlobStore
+) -> None:
+    path = tmp_path / "linear.onnx"
+    path.write_bytes(linear_onnx_graph(3).SerializeToString())
+    model_id, _, error = import_model(path)
+    assert error is None
+    with database.session() as session:
+        request = load_request_for(session, resolve_version(session, model_id))
+    (name, sha256), *_ = request.artifacts
+
+    cached = tmp_path / "cache"
+    PredictorCache(blobs, cached).get(request)
+    (cached / str(request.version_id) / name).write_bytes(b"tampered copy")
+    assert PredictorCache(blobs, cached).get(request) is not None  # copied again from the blob
+    assert (cached / str(request.version_id) / name).read_bytes() != b"tampered copy"
+
+    stored = blobs.path_for(sha256)
+    stored.chmod(0o644)
+    stored.write_bytes(stored.read_bytes()[:-4] + b"\x00\x00\x00\x00")
+    (cached / str(request.version_id) / name).unlink()
+    with pytest.raises(UnsafeModelFile, match="no longer matches its SHA-256"):
+        PredictorCache(blobs, cached).get(request)

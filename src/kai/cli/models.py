@@ -1,4 +1,4 @@
-"""``kai model``: upload, repository import, list, show, version and card commands for models.
+"""``kai model``: upload, repository import, list, show, versions, compare and card commands.
 
 The commands call the model service on the configured data dir, so they work
 with or without a running server. An upload queues the same job the API
@@ -25,11 +25,15 @@ from kai.cli.evaluations import evaluate_command, evaluations_command
 from kai.db.tables import JobState, Model, ModelVersion
 from kai.errors import InvalidInput, KaiError
 from kai.models import (
+    COMPARED_FACTS,
     ModelSource,
     SourceKind,
+    VersionComparison,
     check_source_url,
+    compare_versions,
     list_models,
     list_versions,
+    parse_version_numbers,
     read_card,
     read_model,
     resolve_format,
@@ -59,19 +63,31 @@ def upload_command(
     ] = None,
     model_id: Annotated[int | None, typer.Option(help="Add a version to this model")] = None,
     input_size: Annotated[int | None, typer.Option(help="Input height and width in pixels")] = None,
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean, as 0.5,0.5,0.5")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std, as 0.5,0.5,0.5")] = None,
+    classes: Annotated[str | None, typer.Option(help="Class names, comma-separated")] = None,
     class_names: Annotated[
-        Path | None, typer.Option(help="A file with one class name per line")
+        Path | None, typer.Option(help="A file with one class name per line, or a JSON list")
     ] = None,
+    head_layer: Annotated[str | None, typer.Option(help="The classification layer")] = None,
+    graph_input: Annotated[str | None, typer.Option(help="Graph input to feed")] = None,
+    graph_output: Annotated[str | None, typer.Option(help="Graph output to read")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the import until it ends")] = True,
 ) -> None:
     """Import a model file as a new model, or as a new version of --model-id."""
     if not file.is_file():
         raise InvalidInput(f"No file at {str(file)!r}")
-    options = ImportOptions(
+    options = _import_options(
         framework=framework,
         architecture=architecture,
-        input_size_px=(input_size, input_size) if input_size else None,
-        class_names=_read_class_names(class_names) if class_names else None,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        classes=classes,
+        class_names=class_names,
+        head_layer=head_layer,
+        graph_input=graph_input,
+        graph_output=graph_output,
     )
     resolve_format(create_format_registry(), file.resolve(), options)
     with open_runtime(ctx) as runtime:
@@ -112,11 +128,29 @@ def import_command(
     architecture: Annotated[
         str | None, typer.Option(help="Architecture, when the repository does not say")
     ] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="Format or framework; overrides detection")
+    ] = None,
+    input_size: Annotated[int | None, typer.Option(help="Input height and width in pixels")] = None,
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean, as 0.5,0.5,0.5")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std, as 0.5,0.5,0.5")] = None,
+    classes: Annotated[str | None, typer.Option(help="Class names, comma-separated")] = None,
+    class_names: Annotated[
+        Path | None, typer.Option(help="A file with one class name per line, or a JSON list")
+    ] = None,
+    head_layer: Annotated[str | None, typer.Option(help="The classification layer")] = None,
+    graph_input: Annotated[str | None, typer.Option(help="Graph input to feed")] = None,
+    graph_output: Annotated[str | None, typer.Option(help="Graph output to read")] = None,
+    trust_repository_code: Annotated[
+        bool, typer.Option(help="Allow a hub repository's own code to build the model")
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Follow the import until it ends")] = True,
 ) -> None:
     """Import a pretrained model from a repository, read from its client's cache offline."""
     chosen = parse_repository(repository)
-    check_repository_request(chosen, model_id.strip(), is_admin=True)
+    check_repository_request(
+        chosen, model_id.strip(), trust_repository_code=trust_repository_code, is_admin=True
+    )
     if chosen is Repository.URL:
         source = ModelSource(kind=SourceKind.URL, url=model_id, original_name=Path(model_id).name)
     else:
@@ -126,8 +160,20 @@ def import_command(
             reference=model_id.strip(),
             revision=revision,
             original_name=model_id.strip(),
+            trust_repository_code=trust_repository_code,
         )
-    options = ImportOptions(architecture=architecture)
+    options = _import_options(
+        framework=framework,
+        architecture=architecture,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        classes=classes,
+        class_names=class_names,
+        head_layer=head_layer,
+        graph_input=graph_input,
+        graph_output=graph_output,
+    )
     with open_runtime(ctx) as runtime:
         if chosen is Repository.URL:
             check_source_url(model_id, runtime.settings)
@@ -210,6 +256,49 @@ def versions_command(
     _out().print(table)
 
 
+@app.command("compare")
+def compare_command(
+    ctx: typer.Context,
+    model_id: Annotated[int, typer.Argument(help="The model's id")],
+    versions: Annotated[str, typer.Argument(help="Version numbers, as 1,2")],
+) -> None:
+    """Show versions side by side: facts, class changes and metrics per dataset version."""
+    numbers = parse_version_numbers(versions)
+    with open_runtime(ctx) as runtime, runtime.db.session() as session:
+        comparison = compare_versions(session, model_id, numbers)
+    console = _out()
+    console.print(_comparison_table(comparison))
+    for change in comparison.class_changes:
+        if change.added or change.removed:
+            console.print(
+                f"version {change.number}: classes added {change.added or '-'}, "
+                f"removed {change.removed or '-'}",
+                markup=False,
+            )
+
+
+def _comparison_table(comparison: VersionComparison) -> Table:
+    table = Table("", *(f"v{v.number}" for v in comparison.versions), title="Versions compared")
+    for name in COMPARED_FACTS:
+        marker = " *" if name in comparison.differing else ""
+        table.add_row(name + marker, *(_cell(v.facts[name]) for v in comparison.versions))
+    for row in comparison.metrics:
+        dataset = f"dataset v{row.dataset_version_id}" if row.dataset_version_id else "no dataset"
+        cells = ("-" if value is None else f"{value:.4g}" for value in row.values)
+        table.add_row(f"{row.metric} ({dataset})", *cells)
+    return table
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value) if len(value) == 2 else ", ".join(map(str, value))
+    return str(value)
+
+
 @app.command("card")
 def card_command(
     ctx: typer.Context,
@@ -239,6 +328,47 @@ def _copy_to_uploads(file: Path, uploads_dir: Path) -> tuple[Path, Path]:
     copy = folder / ("file" + file.suffix.lower()[:16])
     shutil.copyfile(file, copy)
     return folder, copy
+
+
+def _import_options(
+    *,
+    framework: str | None,
+    architecture: str | None,
+    input_size: int | None,
+    mean: str | None,
+    std: str | None,
+    classes: str | None,
+    class_names: Path | None,
+    head_layer: str | None,
+    graph_input: str | None,
+    graph_output: str | None,
+) -> ImportOptions:
+    names = _read_class_names(class_names) if class_names else None
+    if classes:
+        names = [name.strip() for name in classes.split(",") if name.strip()]
+    return ImportOptions(
+        framework=framework,
+        architecture=architecture,
+        input_size_px=(input_size, input_size) if input_size else None,
+        mean=_triple(mean, "--mean"),
+        std=_triple(std, "--std"),
+        class_names=names,
+        head_layer=head_layer,
+        graph_input=graph_input,
+        graph_output=graph_output,
+    )
+
+
+def _triple(text: str | None, option: str) -> tuple[float, float, float] | None:
+    if not text:
+        return None
+    try:
+        values = [float(part) for part in text.strip("[]() ").split(",")]
+    except ValueError as exc:
+        raise InvalidInput(f"{option} must be three numbers such as 0.5,0.5,0.5") from exc
+    if len(values) != 3:
+        raise InvalidInput(f"{option} must be three numbers, not {text!r}")
+    return (values[0], values[1], values[2])
 
 
 def _read_class_names(path: Path) -> list[str]:

@@ -8,6 +8,12 @@ and the job handlers call the functions re-exported here.
 """
 
 from kai.models.cards import read_card, render_card, update_card
+from kai.models.comparisons import (
+    COMPARED_FACTS,
+    VersionComparison,
+    compare_versions,
+    parse_version_numbers,
+)
 from kai.models.handlers import register_job_handlers
 from kai.models.imports import (
     IMPORT_JOB,
@@ -47,6 +53,7 @@ from kai.models.trained import TrainedVersion, create_trained_version
 from kai.models.versions import StoredFile
 
 __all__ = [
+    "COMPARED_FACTS",
     "IMPORT_JOB",
     "ClassScore",
     "ImagePrediction",
@@ -57,8 +64,10 @@ __all__ = [
     "SourceKind",
     "StoredFile",
     "TrainedVersion",
+    "VersionComparison",
     "check_model_name",
     "check_source_url",
+    "compare_versions",
     "create_trained_version",
     "file_digest",
     "find_by_idempotency_key",
@@ -71,6 +80,7 @@ __all__ = [
     "list_models",
     "list_versions",
     "load_request_for",
+    "parse_version_numbers",
     "predict_images",
     "read_card",
     "read_model",

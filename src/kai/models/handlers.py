@@ -123,7 +123,13 @@ def _fetch_repository(ctx: JobContext, config: ModelImportConfig) -> FetchedMode
     repository = parse_repository(source.repository)
     ctx.log(f"Resolving {source.reference!r} in {repository.value}")
     fetched = fetch_repository_model(
-        repository, source.reference, source.revision, config.options, settings=ctx.settings
+        repository,
+        source.reference,
+        source.revision,
+        config.options,
+        settings=ctx.settings,
+        work_dir=ctx.work_dir / "fetched",
+        trust_repository_code=source.trust_repository_code,
     )
     for note in fetched.notes:
         ctx.log(note)

@@ -48,6 +48,7 @@ class ModelSource(BaseModel):
         repository: The repository's name (:class:`kai.models.repositories.Repository`).
         reference: The model's id in the repository.
         revision: The revision asked for; the job records the one it resolved.
+        trust_repository_code: An admin allowed running the repository's own code.
     """
 
     kind: SourceKind
@@ -57,6 +58,7 @@ class ModelSource(BaseModel):
     repository: str | None = None
     reference: str | None = None
     revision: str | None = None
+    trust_repository_code: bool = False
 
     def provenance(self) -> dict[str, str]:
         """Where the file came from, for the version's record."""

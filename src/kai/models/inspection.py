@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 SANDBOX_MEMORY_BYTES = 6 * 1024**3
 SANDBOX_TIMEOUT_SECONDS = 600.0
 _HASH_CHUNK_BYTES = 1024 * 1024
+# Frameworks whose runtime is imported before the memory cap; Keras runs on PyTorch.
+_PRELOADS: dict[str, tuple[str, ...]] = {"pytorch": ("torch",), "keras": ("torch",)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def examine_isolated(request: ExamineRequest) -> Examination:
         memory_bytes=SANDBOX_MEMORY_BYTES,
         timeout_seconds=SANDBOX_TIMEOUT_SECONDS,
         # Imported before the memory cap, so the cap measures the model's own needs.
-        preload_modules=("torch",) if request.model_format.framework == "pytorch" else (),
+        preload_modules=_PRELOADS.get(request.model_format.framework, ()),
         subject=f"the model file {request.path.name!r}",
     )
     artifacts = [ArtifactFile(role, name, Path(path)) for role, name, path in plain["artifacts"]]

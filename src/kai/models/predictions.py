@@ -3,11 +3,15 @@
 A version's artifact files are copied from the blob store into a folder of
 the cache under the names its format expects, then loaded once; the cache
 keeps the last few predictors in memory and drops the oldest (and its
-folder) beyond that. Every image is checked as an untrusted file first.
+folder) beyond that. Before every load each file's SHA-256 is checked
+against its blob address, whether it was copied now or found on disk, so a
+blob or cached copy changed behind Kai's back is never loaded. Every image
+is checked as an untrusted file first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import shutil
@@ -22,10 +26,11 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from kai.db.tables import ModelVersion
-from kai.errors import InvalidInput
+from kai.errors import InvalidInput, UnsafeModelFile
 from kai.models.formats import FormatRegistry, ModelSpec, Predictor, create_format_registry
 from kai.models.records import list_artifacts
 from kai.security.images import ImageLimits, process_image
+from kai.security.model_files import file_sha256
 from kai.storage.blobs import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -114,12 +119,23 @@ class PredictorCache:
         return self._registry.get(request.format_name).load(folder, request.spec)
 
     def _materialise(self, target: Path, sha256: str) -> None:
-        if target.is_file():
+        if target.is_file() and file_sha256(target) == sha256:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
+        digest = hashlib.sha256()
         with self.blobs.open(sha256) as source, open(partial, "wb") as sink:
-            shutil.copyfileobj(source, sink, _COPY_CHUNK_BYTES)
+            while chunk := source.read(_COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                sink.write(chunk)
+        if digest.hexdigest() != sha256:
+            partial.unlink(missing_ok=True)
+            raise UnsafeModelFile(
+                f"The stored file {target.name!r} no longer matches its SHA-256 {sha256[:12]}...;"
+                " it was changed or damaged in the blob store and is not loaded. Import the "
+                "model again",
+                details={"file": target.name, "sha256": sha256},
+            )
         partial.replace(target)
 
 

@@ -128,3 +128,27 @@ def _torch_save_bytes(model: torch.nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getvalue()
+
+
+def make_transformers_repo(
+    cache: Path,
+    repo_id: str,
+    folder: Path,
+    *,
+    extra_files: Mapping[str, bytes] | None = None,
+    commit: str = COMMIT,
+) -> None:
+    """A transformers model repository, cached at ``main``: every file of a saved folder."""
+    for path in sorted(folder.iterdir()):
+        add_hf_file(cache, repo_id, path.name, path.read_bytes(), commit=commit)
+    for name, data in (extra_files or {}).items():
+        add_hf_file(cache, repo_id, name, data, commit=commit)
+    set_hf_ref(cache, repo_id, commit=commit)
+
+
+def make_hub_repo(torch_home: Path, owner: str, repo: str, hubconf: str, ref: str = "main") -> Path:
+    """A GitHub repository where ``torch.hub`` leaves it: ``TORCH_HOME/hub/OWNER_REPO_REF``."""
+    folder = torch_home / "hub" / f"{owner}_{repo}_{ref}"
+    folder.mkdir(parents=True)
+    (folder / "hubconf.py").write_text(hubconf)
+    return folder

@@ -41,6 +41,7 @@ from models.repositories.model_caches import (
     safetensors_bytes,
     set_hf_ref,
 )
+from models.tflite_factories import linear_tflite
 
 REPO_ID = "kai-test/tiles-efficientnet"
 
@@ -136,12 +137,12 @@ def test_given_options_win_over_the_repository_config(hf_cache: Path, settings: 
     assert fetched.options.mean == MEAN
 
 
-def test_transformers_layout_is_refused_naming_the_supported_ones(
+def test_a_transformers_model_without_an_image_classifier_is_refused(
     hf_cache: Path, settings: Settings
 ) -> None:
-    config = {"architectures": ["ViTForImageClassification"], "id2label": {"0": "oak"}}
+    config = {"model_type": "bert", "architectures": ["BertModel"], "id2label": {"0": "oak"}}
     make_timm_repo(hf_cache, "kai-test/vit", tiny_model(), config=config)
-    with pytest.raises(InvalidInput, match=r"transformers model.*supported layouts: timm"):
+    with pytest.raises(InvalidInput, match=r"without an image classifier.*supported layouts: timm"):
         fetch_repository_model(
             Repository.HUGGINGFACE, "kai-test/vit", None, ImportOptions(), settings=settings
         )
@@ -234,19 +235,54 @@ def test_kaggle_savedmodel_files_are_refused_as_tensorflow(
 ) -> None:
     handle = "kai-test/tiles/other/saved"
     make_kaggle_model(kaggle_cache, handle, 2, {"saved_model.pb": b"\x08\x01"})
-    with pytest.raises(InvalidInput, match="TensorFlow formats are not supported yet"):
+    with pytest.raises(InvalidInput, match=r"holds a SavedModel\. Kai does not run TensorFlow"):
         fetch_repository_model(
             Repository.KAGGLE, f"{handle}/2", None, ImportOptions(), settings=settings
         )
 
 
-def test_tfhub_address_maps_to_its_kaggle_handle_and_is_refused() -> None:
+def test_tfhub_savedmodel_address_maps_to_its_kaggle_handle_and_is_refused() -> None:
     address = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5"
-    with pytest.raises(InvalidInput, match="TensorFlow formats are not supported yet") as caught:
+    with pytest.raises(InvalidInput, match=r"SavedModels and TF\.js graphs are not run") as caught:
         check_repository_request(Repository.TENSORFLOW_HUB, address)
     assert caught.value.details["handle"] == (
         "google/mobilenet-v2/tensorFlow2/100-224-classification"
     )
+    assert "tf.lite.TFLiteConverter" in caught.value.message
+
+
+@pytest.mark.db
+@pytest.mark.slow
+def test_tfhub_lite_model_imports_from_the_kagglehub_cache(
+    kaggle_cache: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    tmp_path: Path,
+) -> None:
+    address = "https://tfhub.dev/kai-test/lite-model/tiles_1.0_32/1"
+    handle = "kai-test/tiles/tfLite/1.0-32"
+    tflite = linear_tflite(tmp_path / "tiles.tflite").read_bytes()
+    make_kaggle_model(kaggle_cache, handle, 2, {"1.tflite": tflite})
+
+    fetched = fetch_repository_model(
+        Repository.TENSORFLOW_HUB, address, None, ImportOptions(), settings=settings
+    )
+    assert fetched.provenance["kaggleHandle"] == handle
+    assert (fetched.options.framework, fetched.provenance["revision"]) == ("tflite", "2")
+
+    _, result, error = _import(settings, database, blobs, Repository.TENSORFLOW_HUB, address)
+    assert error is None and result is not None
+    assert (result["format"], result["numClasses"]) == ("tflite", 3)
+
+
+def test_kaggle_keras_model_is_read_as_keras(kaggle_cache: Path, settings: Settings) -> None:
+    handle = "kai-test/tiles/keras/tiny"
+    make_kaggle_model(kaggle_cache, handle, 1, {"model.keras": b"PK\x03\x04"})
+    fetched = fetch_repository_model(
+        Repository.KAGGLE, handle, None, ImportOptions(), settings=settings
+    )
+    assert fetched.options.framework == "keras" and fetched.path.name == "model.keras"
 
 
 def test_unknown_repository_lists_the_valid_ones() -> None:

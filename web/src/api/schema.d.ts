@@ -662,7 +662,11 @@ export interface paths {
          *     ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
          *     (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
          *     handle, a URL). The job reads the repository client's cache when the network is missing.
-         *     ``trustRepositoryCode`` (admins only) would allow running a repository's own code.
+         *     ``trustRepositoryCode`` (admins only) allows building a PyTorch Hub model with its
+         *     repository's own ``hubconf.py`` (``OWNER/REPO:ENTRY``), inside the sandbox.
+         *     The advanced fields are the upload's (``inputSize``, ``mean``, ``std``, ``classNames``
+         *     or ``classNamesFile``, ``headLayer``, ``graphInput``, ``graphOutput``); what they give
+         *     wins over what the repository says.
          */
         post: operations["create_repository_import_api_admin_models_import_repository_post"];
         delete?: never;
@@ -727,6 +731,26 @@ export interface paths {
          * @description Every version, oldest first, with its artifacts and evaluations.
          */
         get: operations["list_versions_route_api_admin_models__model_id__versions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/models/{model_id}/versions/compare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read Version Comparison Route
+         * @description Two to ten versions side by side: facts, class changes and metrics per dataset version.
+         */
+        get: operations["read_version_comparison_route_api_admin_models__model_id__versions_compare_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1000,6 +1024,43 @@ export interface components {
              * @default false
              */
             trustRepositoryCode?: boolean;
+            /**
+             * Inputsize
+             * @default
+             */
+            inputSize?: string;
+            /**
+             * Mean
+             * @default
+             */
+            mean?: string;
+            /**
+             * Std
+             * @default
+             */
+            std?: string;
+            /**
+             * Classnames
+             * @default
+             */
+            classNames?: string;
+            /** Classnamesfile */
+            classNamesFile?: string | null;
+            /**
+             * Headlayer
+             * @default
+             */
+            headLayer?: string;
+            /**
+             * Graphinput
+             * @default
+             */
+            graphInput?: string;
+            /**
+             * Graphoutput
+             * @default
+             */
+            graphOutput?: string;
         };
         /**
          * CapClassesFix
@@ -1063,6 +1124,18 @@ export interface components {
             samples: {
                 [key: string]: unknown;
             }[];
+        };
+        /**
+         * ClassChangeRead
+         * @description The class names a version added and dropped against the first version compared.
+         */
+        ClassChangeRead: {
+            /** Version */
+            version: number;
+            /** Added */
+            added: string[];
+            /** Removed */
+            removed: string[];
         };
         /**
          * ClassScoreRead
@@ -1439,6 +1512,18 @@ export interface components {
             classes: string[];
             /** Into */
             into: string;
+        };
+        /**
+         * MetricRowRead
+         * @description One metric on one dataset version, per compared version in order (null: not evaluated).
+         */
+        MetricRowRead: {
+            /** Datasetversionid */
+            datasetVersionId: number | null;
+            /** Metric */
+            metric: string;
+            /** Values */
+            values: (number | null)[];
         };
         /**
          * ModelImportStarted
@@ -2257,6 +2342,24 @@ export interface components {
             ctx?: Record<string, never>;
         };
         /**
+         * VersionComparisonRead
+         * @description Versions of one model side by side.
+         */
+        VersionComparisonRead: {
+            /** Modelid */
+            modelId: number;
+            /** Facts */
+            facts: string[];
+            /** Differing */
+            differing: string[];
+            /** Versions */
+            versions: components["schemas"]["VersionFactsRead"][];
+            /** Classchanges */
+            classChanges: components["schemas"]["ClassChangeRead"][];
+            /** Metrics */
+            metrics: components["schemas"]["MetricRowRead"][];
+        };
+        /**
          * VersionCreate
          * @description A batch of edits, applied in order to the latest version.
          */
@@ -2268,6 +2371,25 @@ export interface components {
              * @default
              */
             message?: string;
+        };
+        /**
+         * VersionFactsRead
+         * @description One version's facts in a comparison, keyed as ``VersionComparisonRead.facts`` lists.
+         */
+        VersionFactsRead: {
+            /** Version */
+            version: number;
+            /** Versionid */
+            versionId: number;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Facts */
+            facts: {
+                [key: string]: unknown;
+            };
         };
         /**
          * VersionRead
@@ -3604,7 +3726,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/x-www-form-urlencoded": components["schemas"]["Body_create_repository_import_api_admin_models_import_repository_post"];
+                "multipart/form-data": components["schemas"]["Body_create_repository_import_api_admin_models_import_repository_post"];
             };
         };
         responses: {
@@ -3745,6 +3867,40 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelVersionRead"][];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_version_comparison_route_api_admin_models__model_id__versions_compare_get: {
+        parameters: {
+            query: {
+                /** @description Version numbers, as 1,2 */
+                versions: string;
+            };
+            header?: never;
+            path: {
+                model_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionComparisonRead"];
                 };
             };
             /** @description Validation Error */

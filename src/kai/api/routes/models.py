@@ -41,6 +41,7 @@ from kai.api.schemas.models import (
     ModelVersionRead,
     PredictionsRead,
     UrlImportCreate,
+    VersionComparisonRead,
 )
 from kai.api.uploads import ReceivedFile, ReceivedForm, receive_multipart
 from kai.db.tables import ModelVersion, Role
@@ -50,6 +51,7 @@ from kai.models import (
     PredictorCache,
     SourceKind,
     check_source_url,
+    compare_versions,
     find_by_idempotency_key,
     get_model,
     list_artifacts,
@@ -58,6 +60,7 @@ from kai.models import (
     list_models,
     list_versions,
     load_request_for,
+    parse_version_numbers,
     predict_images,
     read_card,
     read_model,
@@ -68,6 +71,7 @@ from kai.models import (
     update_model,
 )
 from kai.models.formats import FormatRegistry, ImportOptions, create_format_registry
+from kai.models.formats.tensorflow_graphs import CONVERT_ADVICE
 from kai.models.repositories import Repository, check_repository_request, parse_repository
 from kai.runtime import Runtime
 from kai.security.images import ImageLimits
@@ -79,7 +83,9 @@ MAX_PREDICT_IMAGES = 64
 MAX_PREDICT_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_CLASS_NAMES_BYTES = 8 * 1024 * 1024
 # The frameworks and formats a repository import may name; a plugin's are not offered here.
-REPOSITORY_FRAMEWORKS = frozenset({"pytorch", "onnx", "pytorch_state_dict", "torchscript"})
+REPOSITORY_FRAMEWORKS = frozenset(
+    {"pytorch", "onnx", "pytorch_state_dict", "torchscript", "transformers", "keras", "tflite"}
+)
 _SERVICES_LOCK = threading.Lock()
 
 
@@ -203,6 +209,14 @@ def create_repository_import(
     architecture: Annotated[str, Form(max_length=200)] = "",
     revision: Annotated[str, Form(max_length=200)] = "",
     trust_repository_code: Annotated[bool, Form(alias="trustRepositoryCode")] = False,
+    input_size: Annotated[str, Form(alias="inputSize", max_length=8)] = "",
+    mean: Annotated[str, Form(max_length=200)] = "",
+    std: Annotated[str, Form(max_length=200)] = "",
+    class_names: Annotated[str, Form(alias="classNames", max_length=MAX_CLASS_NAMES_BYTES)] = "",
+    class_names_file: Annotated[UploadFile | None, File(alias="classNamesFile")] = None,
+    head_layer: Annotated[str, Form(alias="headLayer", max_length=200)] = "",
+    graph_input: Annotated[str, Form(alias="graphInput", max_length=200)] = "",
+    graph_output: Annotated[str, Form(alias="graphOutput", max_length=200)] = "",
 ) -> ModelImportStarted:
     """Queue the import of a pretrained model from a public repository.
 
@@ -210,7 +224,11 @@ def create_repository_import(
     ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
     (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
     handle, a URL). The job reads the repository client's cache when the network is missing.
-    ``trustRepositoryCode`` (admins only) would allow running a repository's own code.
+    ``trustRepositoryCode`` (admins only) allows building a PyTorch Hub model with its
+    repository's own ``hubconf.py`` (``OWNER/REPO:ENTRY``), inside the sandbox.
+    The advanced fields are the upload's (``inputSize``, ``mean``, ``std``, ``classNames``
+    or ``classNamesFile``, ``headLayer``, ``graphInput``, ``graphOutput``); what they give
+    wins over what the repository says.
     """
     if idempotency_key:
         earlier = find_by_idempotency_key(session, idempotency_key)
@@ -235,9 +253,19 @@ def create_repository_import(
             reference=reference,
             revision=revision.strip() or None,
             original_name=reference,
+            trust_repository_code=trust_repository_code,
         )
+    names_text = _read_names_file(class_names_file) if class_names_file else class_names
     options = ImportOptions(
-        framework=framework.strip() or None, architecture=architecture.strip() or None
+        framework=framework.strip() or None,
+        architecture=architecture.strip() or None,
+        input_size_px=_input_size(input_size),
+        mean=_triple(mean, "mean"),
+        std=_triple(std, "std"),
+        class_names=_parse_class_names(names_text),
+        head_layer=head_layer.strip() or None,
+        graph_input=graph_input.strip() or None,
+        graph_output=graph_output.strip() or None,
     )
     model, job = start_model_import(
         session,
@@ -289,6 +317,18 @@ def list_versions_route(
 ) -> list[ModelVersionRead]:
     """Every version, oldest first, with its artifacts and evaluations."""
     return [_version_read(session, version) for version in list_versions(session, model_id)]
+
+
+@router.get("/{model_id}/versions/compare")
+def read_version_comparison_route(
+    model_id: int,
+    _user: ViewerUser,
+    session: SessionDep,
+    versions: Annotated[str, Query(max_length=200, description="Version numbers, as 1,2")],
+) -> VersionComparisonRead:
+    """Two to ten versions side by side: facts, class changes and metrics per dataset version."""
+    comparison = compare_versions(session, model_id, parse_version_numbers(versions))
+    return VersionComparisonRead.from_comparison(comparison)
 
 
 @router.get("/{model_id}/versions/{number}")
@@ -397,10 +437,8 @@ def _check_framework(framework: str) -> None:
     wanted = framework.strip().lower()
     if not wanted or wanted in REPOSITORY_FRAMEWORKS:
         return
-    if wanted in ("tensorflow", "tflite", "keras", "tfjs", "savedmodel"):
-        raise InvalidInput(
-            "TensorFlow formats are not supported yet", details={"field": "framework"}
-        )
+    if wanted in ("tensorflow", "tfjs", "savedmodel"):
+        raise InvalidInput(CONVERT_ADVICE, details={"field": "framework"})
     raise InvalidInput(
         f"Unknown framework {framework!r}; use one of: {', '.join(sorted(REPOSITORY_FRAMEWORKS))}"
         " or leave it empty",
@@ -409,15 +447,10 @@ def _check_framework(framework: str) -> None:
 
 
 def _options_from_form(form: ReceivedForm) -> ImportOptions:
-    size = _optional_int(form.text("inputSize"), "inputSize")
-    if size is not None and not 8 <= size <= 4096:
-        raise InvalidInput(
-            f"inputSize must be 8 to 4096 pixels, not {size}", details={"field": "inputSize"}
-        )
     return ImportOptions(
         framework=form.text("framework").strip() or None,
         architecture=form.text("architecture").strip() or None,
-        input_size_px=(size, size) if size else None,
+        input_size_px=_input_size(form.text("inputSize")),
         mean=_triple(form.text("mean"), "mean"),
         std=_triple(form.text("std"), "std"),
         class_names=_class_names(form),
@@ -427,13 +460,35 @@ def _options_from_form(form: ReceivedForm) -> ImportOptions:
     )
 
 
+def _input_size(text: str) -> tuple[int, int] | None:
+    size = _optional_int(text, "inputSize")
+    if size is not None and not 8 <= size <= 4096:
+        raise InvalidInput(
+            f"inputSize must be 8 to 4096 pixels, not {size}", details={"field": "inputSize"}
+        )
+    return (size, size) if size else None
+
+
 def _class_names(form: ReceivedForm) -> list[str] | None:
-    text = form.text("classNames").strip()
+    text = form.text("classNames")
     names_file = form.files.get("classNamesFile")
     if names_file is not None:
         if names_file.size > MAX_CLASS_NAMES_BYTES:
             raise TooLarge(f"classNamesFile is over {MAX_CLASS_NAMES_BYTES} bytes")
-        text = names_file.path.read_text(encoding="utf-8", errors="replace").strip()
+        text = names_file.path.read_text(encoding="utf-8", errors="replace")
+    return _parse_class_names(text)
+
+
+def _read_names_file(upload: UploadFile) -> str:
+    data = upload.file.read(MAX_CLASS_NAMES_BYTES + 1)
+    if len(data) > MAX_CLASS_NAMES_BYTES:
+        raise TooLarge(f"classNamesFile is over {MAX_CLASS_NAMES_BYTES} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
+def _parse_class_names(text: str) -> list[str] | None:
+    """Class names from a JSON list or one name per line; None when the text is empty."""
+    text = text.strip()
     if not text:
         return None
     if text.startswith("["):

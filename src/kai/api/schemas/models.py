@@ -8,7 +8,7 @@ from pydantic import Field
 
 from kai.api.schemas.base import ApiModel, UtcDatetime
 from kai.db.tables import Model, ModelArtifact, ModelEvaluation, ModelStatus, ModelVersion
-from kai.models import ImagePrediction
+from kai.models import COMPARED_FACTS, ImagePrediction, VersionComparison
 
 
 class ModelImportStarted(ApiModel):
@@ -237,3 +237,67 @@ class PredictionsRead(ApiModel):
     model_id: int
     version: int
     results: list[ImagePredictionRead]
+
+
+class VersionFactsRead(ApiModel):
+    """One version's facts in a comparison, keyed as ``VersionComparisonRead.facts`` lists."""
+
+    version: int
+    version_id: int
+    created_at: UtcDatetime
+    facts: dict[str, Any]
+
+
+class ClassChangeRead(ApiModel):
+    """The class names a version added and dropped against the first version compared."""
+
+    version: int
+    added: list[str]
+    removed: list[str]
+
+
+class MetricRowRead(ApiModel):
+    """One metric on one dataset version, per compared version in order (null: not evaluated)."""
+
+    dataset_version_id: int | None
+    metric: str
+    values: list[float | None]
+
+
+class VersionComparisonRead(ApiModel):
+    """Versions of one model side by side."""
+
+    model_id: int
+    facts: list[str]
+    differing: list[str]
+    versions: list[VersionFactsRead]
+    class_changes: list[ClassChangeRead]
+    metrics: list[MetricRowRead]
+
+    @classmethod
+    def from_comparison(cls, comparison: VersionComparison) -> VersionComparisonRead:
+        """The schema of a comparison."""
+        return cls(
+            model_id=comparison.model_id,
+            facts=list(COMPARED_FACTS),
+            differing=comparison.differing,
+            versions=[
+                VersionFactsRead(
+                    version=v.number,
+                    version_id=v.version_id,
+                    created_at=v.created_at,
+                    facts=v.facts,
+                )
+                for v in comparison.versions
+            ],
+            class_changes=[
+                ClassChangeRead(version=c.number, added=c.added, removed=c.removed)
+                for c in comparison.class_changes
+            ],
+            metrics=[
+                MetricRowRead(
+                    dataset_version_id=m.dataset_version_id, metric=m.metric, values=m.values
+                )
+                for m in comparison.metrics
+            ],
+        )

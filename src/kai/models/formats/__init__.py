@@ -7,6 +7,7 @@ format and talks to it through the interface in :mod:`.base`.
 
 from kai.models.formats.base import (
     ArtifactFile,
+    FeatureExtractor,
     ImportOptions,
     InputSpec,
     Inspection,
@@ -25,6 +26,7 @@ from kai.models.formats.registry import (
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ArtifactFile",
+    "FeatureExtractor",
     "FormatRegistry",
     "ImportOptions",
     "InputSpec",

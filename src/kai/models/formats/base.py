@@ -12,6 +12,7 @@ Lifecycle of an upload, as the import job drives it::
     inspect(path, options)  the facts: classes, input spec, parameters, layer groups
     prepare(path, inspection, out_dir)  the artifact files to keep (converted where it helps)
     load(artifact_dir, spec)            a Predictor over the kept files
+                                        (also a FeatureExtractor where the format allows)
 
 ``inspect``, ``prepare`` and a first ``load`` run inside the sandbox.
 """
@@ -150,6 +151,7 @@ class ArtifactFile:
 
 ImageBatch = Sequence[Image.Image]
 Probabilities = NDArray[np.float32]
+Features = NDArray[np.float32]
 
 
 @runtime_checkable
@@ -165,6 +167,21 @@ class Predictor(Protocol):
             batch: PIL images, or a float tensor or array ``(N, C, H, W)`` already
                 resized and normalised.
         """
+        ...
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """A loaded model that also gives the embedding its classification head reads.
+
+    Predictors of formats whose graph can be cut before the head implement this, so
+    training can use a frozen model as a feature extractor.
+    """
+
+    spec: ModelSpec
+
+    def extract_features(self, batch: ImageBatch | Any) -> Features:
+        """Penultimate embeddings, shape ``(N, num_features)``, for images or a prepared batch."""
         ...
 
 

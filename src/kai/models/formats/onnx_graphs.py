@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from kai.errors import InvalidInput
 from kai.models.formats.base import (
     ArtifactFile,
+    Features,
     ImportOptions,
     InputSpec,
     Inspection,
@@ -33,23 +34,16 @@ from kai.models.formats.base import (
     Predictor,
     Probabilities,
 )
+from kai.models.formats.bundles import unpacked_bundle
 from kai.models.formats.class_names import resolve_class_names
 from kai.models.formats.preprocessing import images_to_array, looks_like_probabilities, softmax
-from kai.security.archives import ArchiveLimits, SafeZip
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "model.onnx"
-UNPACKED_SUFFIX = ".unpacked"
+FEATURES_MODEL_NAME = "features.onnx"
+_PASS_THROUGH_OPS = frozenset({"Softmax", "Identity", "Reshape", "Flatten", "Squeeze"})
 _CLASS_NAME_KEYS = ("class_names", "classes", "labels")
-_BUNDLE_LIMITS = ArchiveLimits(
-    max_entries=10_000,
-    max_uncompressed_bytes=64 * 1024**3,
-    max_entry_bytes=32 * 1024**3,
-    max_compression_ratio=200.0,
-    max_name_length=255,
-    min_free_bytes=512 * 1024**2,
-)
 
 
 class OnnxFormat:
@@ -124,15 +118,18 @@ class OnnxFormat:
 
     def load(self, artifact_dir: Path, spec: ModelSpec) -> Predictor:
         """An ONNX Runtime session over the kept graph, on the CPU."""
-        return OnnxPredictor(_session(artifact_dir / MODEL_NAME), spec)
+        path = artifact_dir / MODEL_NAME
+        return OnnxPredictor(_session(path), spec, path)
 
 
 class OnnxPredictor:
-    """Runs one graph input to one graph output."""
+    """Runs one graph input to one graph output; also reads the head's input as features."""
 
-    def __init__(self, session: onnxruntime.InferenceSession, spec: ModelSpec) -> None:
+    def __init__(self, session: onnxruntime.InferenceSession, spec: ModelSpec, path: Path) -> None:
         self.session = session
         self.spec = spec
+        self.path = path
+        self._features: tuple[onnxruntime.InferenceSession, str] | None = None
 
     def predict(self, batch: Any) -> Probabilities:
         """Class probabilities ``(N, num_classes)`` for PIL images or a prepared NCHW batch."""
@@ -140,16 +137,52 @@ class OnnxPredictor:
         values = _run(self.session, self.spec.graph_input, self.spec.graph_output, inputs)
         return values if self.spec.outputs_probabilities else softmax(values)
 
+    def extract_features(self, batch: Any) -> Features:
+        """The input of the node that computes the logits (``Gemm`` or ``MatMul``), ``(N, D)``."""
+        if self._features is None:
+            self._features = _features_session(self.path, self.spec.graph_output)
+        session, name = self._features
+        inputs = images_to_array(batch, self.spec.input)
+        values = _run(session, self.spec.graph_input, name, inputs)
+        return values.reshape(values.shape[0], -1)
+
+
+def _features_session(path: Path, output: str | None) -> tuple[onnxruntime.InferenceSession, str]:
+    """A session over a copy of the graph that also outputs the head's input tensor."""
+    graph = _read_graph(path)
+    feature = _head_input(graph, output or graph.graph.output[0].name)
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(feature, onnx.TensorProto.FLOAT, None)
+    )
+    # Beside the original, so that external data locations resolve the same way.
+    copy = path.with_name(FEATURES_MODEL_NAME)
+    onnx.save(graph, str(copy))
+    return _session(copy), feature
+
+
+def _head_input(graph: onnx.ModelProto, output: str) -> str:
+    producers = {name: node for node in graph.graph.node for name in node.output}
+    constants = {tensor.name for tensor in graph.graph.initializer}
+    node = producers.get(output)
+    while node is not None and node.op_type in _PASS_THROUGH_OPS:
+        node = producers.get(node.input[0])
+    if node is not None and node.op_type == "Add":
+        inputs = [name for name in node.input if name not in constants]
+        node = producers.get(inputs[0]) if len(inputs) == 1 else None
+    if node is None or node.op_type not in ("Gemm", "MatMul"):
+        raise InvalidInput(
+            f"The ONNX graph's output {output!r} does not come from a Gemm or MatMul head; "
+            "Kai cannot tell which tensor holds its features"
+        )
+    return str(node.input[0])
+
 
 def model_file(path: Path) -> Path:
     """The ``.onnx`` file itself, or the one inside a bundle (unpacked beside it once)."""
     with open(path, "rb") as handle:
         if handle.read(4) != b"PK\x03\x04":
             return path
-    folder = path.with_name(path.name + UNPACKED_SUFFIX)
-    if not folder.is_dir():
-        _unpack(path, folder)
-    entries = sorted(folder.rglob("*.onnx"))
+    entries = sorted(unpacked_bundle(path).rglob("*.onnx"))
     if len(entries) != 1:
         raise InvalidInput(f"The ZIP must hold exactly one .onnx graph, not {len(entries)}")
     return entries[0]
@@ -219,20 +252,6 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _tensors(attribute.g)
             for subgraph in attribute.graphs:
                 yield from _tensors(subgraph)
-
-
-def _unpack(path: Path, folder: Path) -> None:
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with SafeZip(path, _BUNDLE_LIMITS, free_space_dir=staging) as archive:
-        for entry in archive.entries:
-            target = staging.joinpath(*PurePosixPath(entry.name).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as sink:
-                for chunk in archive.iter_chunks(entry):
-                    sink.write(chunk)
-    staging.rename(folder)
 
 
 def _onnx_entries(path: Path) -> list[str]:

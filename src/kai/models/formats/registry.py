@@ -98,8 +98,12 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
         plugins: Whether to load the ``kai.model_formats`` entry points.
     """
     # The adapters import their frameworks, which takes seconds: only a registry pays for it.
+    from kai.models.formats.hf_classifiers import TransformersFormat
+    from kai.models.formats.keras_models import KerasFormat
     from kai.models.formats.onnx_graphs import OnnxFormat
     from kai.models.formats.state_dicts import StateDictFormat
+    from kai.models.formats.tensorflow_graphs import TensorFlowGraphFormat
+    from kai.models.formats.tflite_models import TfliteFormat
     from kai.models.formats.torchscript import TorchScriptFormat
 
     registry = FormatRegistry()
@@ -107,6 +111,10 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     registry.register(TorchScriptFormat())
     registry.register(StateDictFormat())
     registry.register(OnnxFormat())
+    registry.register(TransformersFormat())
+    registry.register(KerasFormat())
+    registry.register(TfliteFormat())
+    registry.register(TensorFlowGraphFormat())
     if plugins:
         load_plugins(registry, entry_points(group=ENTRY_POINT_GROUP))
     return registry

@@ -40,7 +40,7 @@ from kai.models.formats.base import (
     Predictor,
 )
 from kai.models.formats.class_names import resolve_class_names
-from kai.models.formats.torch_predictors import TorchPredictor
+from kai.models.formats.torch_predictors import TorchFeaturePredictor, TorchPredictor
 from kai.security.model_files import load_torch_state_dict
 from kai.security.pickles import scan_torch_file
 
@@ -126,7 +126,8 @@ class StateDictFormat:
         model = architectures.create_classifier(architecture, spec.num_classes)
         weights = safetensors.torch.load_file(artifact_dir / WEIGHTS_NAME, device="cpu")
         model.load_state_dict(weights, strict=True)
-        return TorchPredictor(model, spec)
+        head = architectures.head_name(model)
+        return TorchFeaturePredictor(model, spec, head) if head else TorchPredictor(model, spec)
 
 
 def _safety_checks(path: Path) -> list[str]:

@@ -1,13 +1,14 @@
-"""A predictor over any PyTorch module: images in, probabilities out."""
+"""Predictors over PyTorch modules: images in, probabilities (and head-layer features) out."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
 from torch import nn
 
-from kai.models.formats.base import ModelSpec, Probabilities
+from kai.models.formats.base import Features, ModelSpec, Probabilities
 from kai.models.formats.preprocessing import images_to_array, softmax
 
 
@@ -33,3 +34,36 @@ class TorchPredictor:
             outputs = outputs[0]
         values: Probabilities = outputs.float().reshape(outputs.shape[0], -1).numpy()
         return values if self.spec.outputs_probabilities else softmax(values)
+
+
+class TorchFeaturePredictor(TorchPredictor):
+    """A :class:`TorchPredictor` that also reads the input of its classification layer.
+
+    Args:
+        module: As for :class:`TorchPredictor`.
+        spec: As for :class:`TorchPredictor`.
+        head: The name of the classification layer inside ``module``.
+    """
+
+    def __init__(self, module: nn.Module, spec: ModelSpec, head: str) -> None:
+        super().__init__(module, spec)
+        self.head = module.get_submodule(head)
+        self._lock = threading.Lock()
+
+    def extract_features(self, batch: Any) -> Features:
+        """The head layer's input, flattened to ``(N, num_features)``."""
+        inputs = torch.from_numpy(images_to_array(batch, self.spec.input))
+        captured: list[torch.Tensor] = []
+
+        def keep(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            captured.append(args[0])
+
+        # The hook belongs to one call; the lock keeps concurrent calls' captures apart.
+        with self._lock, torch.inference_mode():
+            handle = self.head.register_forward_pre_hook(keep)
+            try:
+                self.module(inputs)
+            finally:
+                handle.remove()
+        features: Features = captured[0].float().flatten(1).numpy()
+        return features

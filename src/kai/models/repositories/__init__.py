@@ -5,8 +5,9 @@ A repository import names a repository and a model id in it:
 ==================  ====================================================  ==================
 repository          model id                                              client and cache
 ==================  ====================================================  ==================
-``huggingface``     ``ORG/NAME`` (timm's layout)                          huggingface_hub
+``huggingface``     ``ORG/NAME`` (timm's or transformers' layout)         huggingface_hub
 ``pytorch-hub``     ``torchvision:resnet18``, ``timm:efficientnet_lite0``  torch.hub, hub cache
+``pytorch-hub``     ``OWNER/REPO:ENTRY`` (an admin's opt-in; sandboxed)   torch.hub repo cache
 ``onnx-model-zoo``  a name (``resnet18-v1-7``) or a path in onnx/models   huggingface_hub
 ``kaggle``          ``OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION]``         kagglehub
 ``tensorflow-hub``  a ``tfhub.dev`` address, mapped to its Kaggle handle  kagglehub

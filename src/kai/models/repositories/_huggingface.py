@@ -6,11 +6,17 @@ cannot be reached or ``HF_HUB_OFFLINE`` is set, returns what an earlier
 download left there. The first file fetched fixes the commit; every later
 file is asked for at that commit, so one import never mixes two revisions.
 
-Supported layout: timm's (``config.json`` with ``architecture``,
-``num_classes``, ``label_names`` and ``pretrained_cfg``, beside
-``model.safetensors`` or ``pytorch_model.bin``), imported as a state dict of
-that timm architecture. transformers image classifiers are recognised and
-refused with the list of supported layouts.
+Supported layouts:
+
+- timm's (``config.json`` with ``architecture``, ``num_classes``,
+  ``label_names`` and ``pretrained_cfg``, beside ``model.safetensors`` or
+  ``pytorch_model.bin``), imported as a state dict of that timm architecture;
+- transformers image classifiers (``config.json`` with a ``model_type`` that
+  transformers maps to an image classification class, ``id2label``, weights
+  and an optional ``preprocessor_config.json``). The files of the commit are
+  bundled into a ZIP in the job's folder (stored, not compressed) and
+  imported by the transformers format. A config with ``auto_map`` (the
+  model's own code) is refused: Kai never sets ``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -18,11 +24,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kai.errors import InvalidInput, NotFound, PermissionDenied
+from kai.errors import InvalidInput, NotFound, PermissionDenied, UnsafeModelFile
 from kai.models.formats.base import ImportOptions
+from kai.models.formats.hf_configs import (
+    PREPROCESSOR_NAME,
+    model_class_name,
+    timm_options,
+)
 from kai.models.repositories._base import FetchedModel, Repository, fill_options
 
 logger = logging.getLogger(__name__)
@@ -32,8 +44,11 @@ WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 SUPPORTED_LAYOUTS = (
     "timm (config.json with 'architecture' and 'pretrained_cfg', "
-    "and model.safetensors or pytorch_model.bin)"
+    "and model.safetensors or pytorch_model.bin)",
+    "transformers image classifiers (config.json with a 'model_type' transformers "
+    "classifies images with, and model.safetensors or pytorch_model.bin)",
 )
+BUNDLE_NAME = "huggingface-model.zip"
 _TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 
 
@@ -57,8 +72,17 @@ def fetch_huggingface(
     *,
     repository: Repository = Repository.HUGGINGFACE,
     reference: str | None = None,
+    work_dir: Path | None = None,
 ) -> FetchedModel:
-    """The repository's weights and the facts its timm config gives, pinned to one commit.
+    """The repository's model and the facts its config gives, pinned to one commit.
+
+    Args:
+        repo_id: ``ORG/NAME``.
+        revision: A branch, tag or commit; ``main`` when None.
+        options: The person's import options; they win over the config's.
+        repository: The repository named in the provenance.
+        reference: The id the person gave, when not ``repo_id`` itself.
+        work_dir: Where a transformers model's bundle is written.
 
     Raises:
         NotFound: No such repository, revision or file, or not cached and no network.
@@ -68,8 +92,14 @@ def fetch_huggingface(
     config_path = download_file(repo_id, CONFIG_NAME, revision)
     commit = commit_of(config_path, CONFIG_NAME)
     config = _read_config(config_path, repo_id)
-    layout_options, notes = _timm_options(config, repo_id)
+    layout_options = timm_options(config)
+    notes = [f"Read timm config.json: architecture {config.get('architecture')!r}"]
     weights = _download_weights(repo_id, commit)
+    if layout_options is None:
+        layout_options, notes = _transformers_options(config, repo_id)
+        weights = _bundle(repo_id, commit, [config_path, weights], work_dir)
+    elif layout_options["class_names"] is None:
+        notes.append("config.json names no classes (no 'label_names')")
     provenance = {
         "kind": "repository",
         "repository": repository.value,
@@ -83,7 +113,7 @@ def fetch_huggingface(
         path=weights,
         options=fill_options(options, **layout_options),
         provenance=provenance,
-        original_name=weights.name,
+        original_name=_original_name(weights, repo_id),
         notes=[f"Hugging Face repository {repo_id!r} resolved to commit {commit}", *notes],
     )
 
@@ -180,49 +210,49 @@ def _read_config(path: Path, repo_id: str) -> dict[str, Any]:
     return config
 
 
-def _timm_options(config: dict[str, Any], repo_id: str) -> tuple[dict[str, Any], list[str]]:
-    """Import options from a timm config; InvalidInput for any other layout."""
-    architecture = config.get("architecture")
-    pretrained = config.get("pretrained_cfg")
-    if not isinstance(architecture, str) or not isinstance(pretrained, dict):
+def _transformers_options(config: dict[str, Any], repo_id: str) -> tuple[dict[str, Any], list[str]]:
+    """Import options for a transformers classifier; InvalidInput for any other layout."""
+    if "model_type" not in config:
         raise _unsupported_layout(config, repo_id)
-    labels = config.get("label_names")
-    class_names = [str(n) for n in labels] if isinstance(labels, list) and labels else None
-    size = pretrained.get("input_size")
-    size_px = (int(size[-2]), int(size[-1])) if isinstance(size, list) and len(size) == 3 else None
-    found = {
-        "framework": "pytorch_state_dict",
-        "architecture": architecture,
-        "class_names": class_names,
-        "input_size_px": size_px,
-        "mean": _triple(pretrained.get("mean")),
-        "std": _triple(pretrained.get("std")),
-    }
-    notes = [f"Read timm config.json: architecture {architecture!r}"]
-    if class_names is None:
-        notes.append("config.json names no classes (no 'label_names')")
-    return found, notes
+    try:
+        model_class = model_class_name(config)
+    except UnsafeModelFile as exc:
+        raise UnsafeModelFile(f"Hugging Face model {repo_id!r}: {exc.message}") from exc
+    except InvalidInput as exc:
+        reason = f"a transformers model without an image classifier ({exc.message})"
+        raise _unsupported_layout(config, repo_id, reason=reason) from exc
+    notes = [f"Read transformers config.json: {model_class} ({config['model_type']!r})"]
+    return {"framework": "transformers"}, notes
 
 
-def _unsupported_layout(config: dict[str, Any], repo_id: str) -> InvalidInput:
-    if "id2label" in config or "architectures" in config:
-        kind = "a transformers model"
-        if "auto_map" in config:
-            kind += " with its own code (auto_map)"
-    else:
-        kind = "in no layout Kai knows"
+def _original_name(weights: Path, repo_id: str) -> str:
+    if weights.name == BUNDLE_NAME:
+        return repo_id.replace("/", "--") + ".zip"
+    return weights.name
+
+
+def _bundle(repo_id: str, commit: str, files: list[Path], work_dir: Path | None) -> Path:
+    """The commit's model files in one ZIP, with the preprocessor config when there is one."""
+    if work_dir is None:
+        raise InvalidInput(f"Hugging Face model {repo_id!r} needs a work folder to bundle into")
+    try:
+        files.append(download_file(repo_id, PREPROCESSOR_NAME, commit))
+    except NotFound:
+        logger.info("%s has no %s; defaults apply", repo_id, PREPROCESSOR_NAME)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = work_dir / BUNDLE_NAME
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for path in files:
+            archive.write(path, f"model/{path.name}")
+    return target
+
+
+def _unsupported_layout(
+    config: dict[str, Any], repo_id: str, *, reason: str | None = None
+) -> InvalidInput:
+    kind = reason or "in no layout Kai knows"
     return InvalidInput(
-        f"Hugging Face model {repo_id!r} is {kind}; supported layouts: {SUPPORTED_LAYOUTS}. "
-        "transformers image classifiers are not supported yet",
-        details={"repository": repo_id, "supportedLayouts": [SUPPORTED_LAYOUTS]},
+        f"Hugging Face model {repo_id!r} is {kind}; supported layouts: "
+        f"{'; '.join(SUPPORTED_LAYOUTS)}",
+        details={"repository": repo_id, "supportedLayouts": list(SUPPORTED_LAYOUTS)},
     )
-
-
-def _is_sequence(value: Any, length: int) -> bool:
-    return isinstance(value, list | tuple) and len(value) == length
-
-
-def _triple(value: Any) -> tuple[float, float, float] | None:
-    if not _is_sequence(value, 3):
-        return None
-    return (float(value[0]), float(value[1]), float(value[2]))

@@ -9,9 +9,11 @@ complete by ``N.complete`` beside it) and answers from it when the version
 is there; without a version, and Kaggle unreachable, the newest complete
 cached version is read through the same call.
 
-TensorFlow formats (SavedModel, TFLite, Keras, TF.js) are not built yet: a
-handle whose framework is one of them is refused before any job runs, and
-files in them found after the download fail the import with that reason.
+TFLite and Keras models (Kaggle frameworks ``tfLite`` and ``keras``) import
+like any other file; TensorFlow Hub's ``lite-model`` addresses map to
+``tfLite`` handles. SavedModels (``tensorFlow1``, ``tensorFlow2``) and TF.js
+graphs are refused before any job runs, with the conversions Kai reads, and
+SavedModel files found after the download fail the import the same way.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from urllib.parse import urlsplit
 
 from kai.errors import InvalidInput, NotFound
 from kai.models.formats.base import ImportOptions
+from kai.models.formats.tensorflow_graphs import CONVERT_ADVICE
 from kai.models.repositories._base import FetchedModel, Repository, fill_options
 
 logger = logging.getLogger(__name__)
 
-TENSORFLOW_FRAMEWORKS = frozenset({"tensorflow1", "tensorflow2", "tflite", "tfjs", "keras"})
-TENSORFLOW_UNSUPPORTED = "TensorFlow formats are not supported yet"
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".bin")
+TENSORFLOW_FRAMEWORKS = frozenset({"tensorflow1", "tensorflow2", "tfjs"})
+TENSORFLOW_UNSUPPORTED = "TensorFlow SavedModels and TF.js graphs are not run by Kai"
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".bin", ".tflite", ".keras", ".h5")
+# The format each Kaggle framework's files are in, where the file alone leaves a doubt.
+_FRAMEWORK_FORMATS = {"tflite": "tflite", "keras": "keras", "onnx": "onnx"}
 _TENSORFLOW_FILES = ("saved_model.pb", "saved_model.pbtxt", "keras_metadata.pb")
-_TENSORFLOW_SUFFIXES = (".tflite", ".keras", ".h5")
 _VERSION_MARKER = re.compile(r"(\d+)\.complete")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 
@@ -62,7 +66,7 @@ def resolve_handle(repository: Repository, reference: str) -> str:
     if parts[2].lower() in TENSORFLOW_FRAMEWORKS:
         raise InvalidInput(
             f"{TENSORFLOW_UNSUPPORTED}: {reference!r} is the Kaggle model {handle!r}, whose "
-            f"framework is {parts[2]}",
+            f"framework is {parts[2]}. Pick its tfLite variation if it has one. {CONVERT_ADVICE}",
             details={"field": "modelId", "handle": handle},
         )
     return handle
@@ -92,7 +96,9 @@ def fetch_kaggle(
         "kaggleHandle": handle.rsplit("/", 1)[0] if handle.count("/") == 4 else handle,
         "file": str(path.relative_to(folder)),
     }
-    framework = "onnx" if path.suffix == ".onnx" else None
+    framework = _FRAMEWORK_FORMATS.get(handle.split("/")[2].lower())
+    if path.suffix == ".onnx":
+        framework = "onnx"
     return FetchedModel(
         path=path,
         options=fill_options(options, framework=framework),
@@ -187,10 +193,10 @@ def _not_cached(handle: str, exc: Exception) -> NotFound:
 
 def _weights_file(folder: Path, handle: str) -> Path:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    if any(p.name in _TENSORFLOW_FILES or p.suffix in _TENSORFLOW_SUFFIXES for p in files):
+    if any(p.name in _TENSORFLOW_FILES for p in files):
         raise InvalidInput(
-            f"{TENSORFLOW_UNSUPPORTED}: Kaggle model {handle!r} holds a SavedModel, TFLite or "
-            "Keras file"
+            f"{TENSORFLOW_UNSUPPORTED}: Kaggle model {handle!r} holds a SavedModel. "
+            f"{CONVERT_ADVICE}"
         )
     weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
     if len(weights) != 1:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from pathlib import Path
 
 from kai.config import Settings
 from kai.errors import InvalidInput, PermissionDenied
 from kai.models.formats.base import ImportOptions
 from kai.models.repositories import _kaggle, _onnx_zoo, _torch_hub
 from kai.models.repositories._base import FetchedModel, Repository
+from kai.models.repositories._hub_code import fetch_hub_code, parse_hub_reference
 from kai.models.repositories._huggingface import fetch_huggingface
 
 logger = logging.getLogger(__name__)
@@ -56,7 +59,10 @@ def check_repository_request(
             details={"field": "modelId"},
         )
     if repository is Repository.PYTORCH_HUB and _torch_hub.is_repository_code(reference):
-        raise _repository_code_refused(reference, trust_repository_code)
+        if not trust_repository_code:
+            raise _repository_code_refused(reference)
+        parse_hub_reference(reference)
+        return
     _check_reference(repository, reference)
 
 
@@ -67,8 +73,14 @@ def fetch_repository_model(
     options: ImportOptions,
     *,
     settings: Settings,
+    work_dir: Path | None = None,
+    trust_repository_code: bool = False,
 ) -> FetchedModel:
     """The model's file, from the repository's client and its cache; runs inside the job.
+
+    ``work_dir`` is where files that need making (a transformers model's bundle, a hub
+    model traced to TorchScript) are written; a folder under the settings' work dir when
+    None. ``trust_repository_code`` is an admin's opt-in to run a hub repository's code.
 
     Raises:
         InvalidInput: The id is malformed, or the files are in no supported layout or format.
@@ -76,9 +88,14 @@ def fetch_repository_model(
             names the cache and what to run on a connected machine.
         PermissionDenied: The repository is gated.
     """
+    scratch = work_dir or settings.work_dir / "repository-files" / secrets.token_hex(8)
+    if repository is Repository.PYTORCH_HUB and _torch_hub.is_repository_code(reference):
+        if not trust_repository_code:
+            raise _repository_code_refused(reference)
+        return fetch_hub_code(reference, revision, options, work_dir=scratch)
     _check_reference(repository, reference)
     if repository is Repository.HUGGINGFACE:
-        return fetch_huggingface(reference, revision, options)
+        return fetch_huggingface(reference, revision, options, work_dir=scratch)
     if repository is Repository.PYTORCH_HUB:
         return _torch_hub.fetch_torch_hub(reference, revision, options, settings=settings)
     if repository is Repository.ONNX_MODEL_ZOO:
@@ -104,15 +121,10 @@ def _check_reference(repository: Repository, reference: str) -> None:
         _kaggle.resolve_handle(repository, reference)
 
 
-def _repository_code_refused(reference: str, trusted: bool) -> InvalidInput:
-    if not trusted:
-        return InvalidInput(
-            f"PyTorch Hub model {reference!r} is loaded by running its repository's own code "
-            "(hubconf.py); only an admin can allow that, with trustRepositoryCode=true",
-            details={"field": "trustRepositoryCode"},
-        )
+def _repository_code_refused(reference: str) -> InvalidInput:
     return InvalidInput(
-        f"Running a hub repository's own code ({reference!r}) is not supported yet; import "
-        "weights of a timm or torchvision architecture instead (timm:NAME or torchvision:NAME)",
-        details={"field": "modelId"},
+        f"PyTorch Hub model {reference!r} is loaded by running its repository's own code "
+        "(hubconf.py); only an admin can allow that, with trustRepositoryCode=true. Weights "
+        "of a timm or torchvision architecture need no code: timm:NAME or torchvision:NAME",
+        details={"field": "trustRepositoryCode"},
     )

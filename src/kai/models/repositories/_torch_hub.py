@@ -15,7 +15,7 @@ When the checkpoint is not cached it is downloaded with Kai's guarded
 downloader into that same folder, its SHA-256 checked against the prefix in
 its file name as ``torch.hub`` does. Running a GitHub repository's own
 ``hubconf.py`` is a different thing: it executes that repository's code, so
-it needs an admin's explicit opt-in and is not offered yet.
+it needs an admin's explicit opt-in (:mod:`._hub_code`).
 """
 
 from __future__ import annotations

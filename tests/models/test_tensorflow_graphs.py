@@ -1,0 +1,51 @@
+"""TensorFlow graphs are recognised by structure and refused with the conversions Kai reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from model_factories import (
+    frozen_graph_bytes,
+    garbage_file,
+    save_onnx,
+    saved_model_bytes,
+    tiny_model,
+    zipped_saved_model,
+)
+
+from kai.errors import InvalidInput
+from kai.models.formats import ImportOptions, create_format_registry
+from kai.models.inspection import resolve_format
+
+
+@pytest.fixture(scope="module")
+def registry():  # type: ignore[no-untyped-def]
+    return create_format_registry(plugins=False)
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda p: p.write_bytes(frozen_graph_bytes()), "frozen TensorFlow graph"),
+        (lambda p: p.write_bytes(saved_model_bytes()), "TensorFlow SavedModel"),
+        (zipped_saved_model, r"TensorFlow SavedModel \(zipped\)"),
+    ],
+    ids=["frozen-pb", "saved-model-pb", "zipped-saved-model"],
+)
+def test_tensorflow_graphs_are_refused_with_the_way_to_convert_them(
+    registry, tmp_path: Path, make, kind: str
+) -> None:
+    path = tmp_path / "upload.bin"
+    make(path)
+
+    assert registry.resolve(path).name == "tensorflow"
+    with pytest.raises(InvalidInput, match=kind) as caught:
+        resolve_format(registry, path, ImportOptions())
+    assert "TFLiteConverter" in caught.value.message and "tf2onnx" in caught.value.message
+
+
+def test_onnx_and_garbage_are_not_taken_for_tensorflow(registry, tmp_path: Path) -> None:
+    assert registry.resolve(save_onnx(tiny_model(), tmp_path / "m.pb")).name == "onnx"
+    with pytest.raises(InvalidInput, match="not a model Kai can read"):
+        registry.resolve(garbage_file(tmp_path / "graph.pb"))
