@@ -131,3 +131,18 @@ def test_dataset_page_shows_the_quality_score_after_import(
     assert 0.0 <= float(score.inner_text()) <= 100.0
     expect(page.get_by_role("table", name="Score breakdown")).to_be_visible()
     page.screenshot(path=screenshot_dir / "quality-01-dataset.png", full_page=True)
+
+
+def test_the_bundled_pretrained_model_is_one_click_away(
+    page: Page, sign_in: SignIn, screenshot_dir: Path
+) -> None:
+    sign_in(page)
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible()
+    _nav(page, "Models").click()
+    page.get_by_role("button", name="Add pretrained EfficientNet-Lite0").click()
+
+    row = page.get_by_role("row").filter(has_text="EfficientNet-Lite0")
+    expect(row).to_contain_text("ready", timeout=SLOW_JOB_MS)
+    expect(row).to_contain_text("efficientnet_lite0")
+    expect(row).to_contain_text("1,000")
+    page.screenshot(path=screenshot_dir / "models-08-bundled-lite0.png")

@@ -102,3 +102,23 @@ function sendForm<T>(
     request.send(form);
   });
 }
+
+/** A repository import: the repository, the model's id there, and the new model's name. */
+export interface RepositoryImport {
+  repository: string;
+  modelId: string;
+  name: string;
+  description: string;
+}
+
+const REPOSITORY_IMPORT_PATH = "/api/admin/models/import/repository";
+
+/** Starts a repository import and resolves with the new model's id and its import job. */
+export function importRepositoryModel(request: RepositoryImport): Promise<ModelUploadAnswer> {
+  const form = new FormData();
+  form.append("repository", request.repository);
+  form.append("modelId", request.modelId);
+  form.append("name", request.name);
+  form.append("description", request.description);
+  return sendForm<ModelUploadAnswer>(REPOSITORY_IMPORT_PATH, form, () => undefined);
+}

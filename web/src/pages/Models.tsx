@@ -2,7 +2,9 @@
 import { useState } from "react";
 
 import { api, unwrap } from "../api/client";
+import { describeError } from "../api/errors";
 import type { ModelSummary } from "../api/types";
+import { importRepositoryModel } from "../api/upload";
 import { Card, ErrorNotice, Loading, Pager, StatusBadge } from "../components/ui";
 import { formatCount, formatTime } from "../format";
 import { useResource } from "../resource";
@@ -10,6 +12,44 @@ import { href } from "../router";
 import { ModelUploadDialog } from "./ModelUploadDialog";
 
 const PAGE_SIZE = 20;
+
+/** The pretrained model that ships with Kai's install, imported with no network. */
+const BUNDLED_LITE0 = {
+  repository: "bundled",
+  modelId: "efficientnet_lite0",
+  name: "EfficientNet-Lite0",
+  description: "Pretrained on ImageNet-1k (1,000 classes); a starting point for fine-tuning.",
+};
+
+function BundledImportButton({ onStarted }: { onStarted: (modelId: number) => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const start = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const answer = await importRepositoryModel(BUNDLED_LITE0);
+      onStarted(answer.id);
+    } catch (reason) {
+      setError(describeError(reason));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      <button
+        type="button"
+        className="button-secondary"
+        disabled={busy}
+        onClick={() => void start()}
+      >
+        Add pretrained EfficientNet-Lite0
+      </button>
+      {error && <ErrorNotice message={error} />}
+    </>
+  );
+}
 
 /** `pytorch · safetensors`, or a dash before the first version exists. */
 export function formatLabel(model: { framework: string | null; format: string | null }): string {
@@ -59,6 +99,7 @@ export function Models() {
           </p>
         </div>
         <div className="card-actions">
+          <BundledImportButton onStarted={models.reload} />
           <button type="button" onClick={() => setUploading(true)}>
             Upload model
           </button>
@@ -71,8 +112,9 @@ export function Models() {
           <div className="empty">
             <p className="strong">No models yet</p>
             <p className="muted">
-              Upload a PyTorch state dict (.safetensors or .pt), a TorchScript file or an ONNX
-              graph; Kai inspects it safely and records its first version.
+              Upload a PyTorch state dict (.safetensors or .pt), a TorchScript, ONNX, Keras or
+              TFLite file; Kai inspects it safely and records its first version. Or start from the
+              pretrained EfficientNet-Lite0 that ships with Kai, no download needed.
             </p>
             <button type="button" onClick={() => setUploading(true)}>
               Upload your first model

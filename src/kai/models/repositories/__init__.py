@@ -12,6 +12,7 @@ repository          model id                                              client
 ``kaggle``          ``OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION]``         kagglehub
 ``tensorflow-hub``  a ``tfhub.dev`` address, mapped to its Kaggle handle  kagglehub
 ``url``             a URL; the route queues a URL import instead          Kai's downloader
+``bundled``         ``efficientnet_lite0``                                an installed package
 ==================  ====================================================  ==================
 
 The API checks what it can without the network

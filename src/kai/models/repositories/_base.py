@@ -19,6 +19,7 @@ class Repository(StrEnum):
     TENSORFLOW_HUB = "tensorflow-hub"
     KAGGLE = "kaggle"
     URL = "url"
+    BUNDLED = "bundled"
 
 
 @dataclass(frozen=True)
