@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dataset_factories import job_context
+from premade_runs import RunPremade
 
 from kai.config import Settings
 from kai.datasets.sources import PremadeOptions, resolve_request
@@ -16,8 +16,6 @@ from kai.db.engine import Database
 from kai.db.tables import Dataset
 from kai.errors import KaiError
 from kai.storage.blobs import LocalBlobStore
-
-RunPremade = Callable[..., tuple[int, dict[str, Any] | None, str | None]]
 
 
 @pytest.fixture

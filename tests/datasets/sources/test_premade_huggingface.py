@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from hub_caches import COMMIT, make_hf_imagefolder_repo, make_hf_parquet_repo, png_bytes
+from premade_runs import RunPremade
 
-from conftest import RunPremade
 from kai.datasets.sources.huggingface import download_snapshot
 from kai.datasets.sources.references import parse_source_id
 from kai.db.engine import Database

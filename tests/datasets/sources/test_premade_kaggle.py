@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from hub_caches import make_kaggle_dataset, png_bytes
+from premade_runs import RunPremade
 
-from conftest import RunPremade
 from kai.datasets.sources.kaggle import latest_cached_version
 from kai.db.engine import Database
 from kai.db.tables import DatasetVersion

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 from PIL import Image
+from premade_runs import RunPremade
 
-from conftest import RunPremade
 from kai.config import Settings
 from kai.datasets.sources.textures import BANDS, TEXTURE_CLASSES, open_textures, plan_crops
 from kai.db.engine import Database

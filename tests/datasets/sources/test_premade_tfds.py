@@ -13,9 +13,9 @@ from PIL import Image
 
 pytest.importorskip("tensorflow_datasets", reason="needs the tfds extra: pip install -e '.[tfds]'")
 
+from premade_runs import RunPremade
 from tfds_builds import TfdsSpec, example_pixels, prepare_tfds_datasets
 
-from conftest import RunPremade
 from kai.db.engine import Database
 from kai.db.tables import DatasetVersion, Sample
 from kai.storage.blobs import LocalBlobStore
