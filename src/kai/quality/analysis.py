@@ -257,5 +257,6 @@ def _thresholds(thresholds: Thresholds) -> dict[str, float]:
         "minImagesPerClass": thresholds.min_images_per_class,
         "imbalanceRatio": thresholds.imbalance_ratio,
         "embeddingDuplicateSimilarity": thresholds.embedding_duplicate_similarity,
+        "embeddingDuplicateShare": thresholds.embedding_duplicate_share,
         "outlierSpreads": thresholds.outlier_spreads,
     }

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kai.db.tables import IssueSeverity, IssueType, Split
+from kai.embeddings import Neighbours
 from kai.quality.features import Features
 from kai.quality.findings import Finding, Thresholds
 from kai.quality.hashes import find_close_pairs, hamming
@@ -111,15 +112,31 @@ def find_near_pairs(
             yield readable[a], readable[b]
 
 
+def find_embedding_pairs(
+    neighbours: Neighbours, thresholds: Thresholds
+) -> Iterator[tuple[int, int]]:
+    """Row pairs close in absolute terms and much closer than the dataset's usual neighbour.
+
+    The relative rule keeps a set of look-alike photos (crops of one material)
+    from turning into one cluster of copies.
+    """
+    similarities = neighbours.similarities
+    if similarities.size == 0:
+        return
+    usual = float(np.median(1.0 - similarities[:, 0]))
+    share = thresholds.embedding_duplicate_share * usual
+    cut = min(1.0 - thresholds.embedding_duplicate_similarity, share)
+    for row, column in zip(*np.nonzero(1.0 - similarities <= cut), strict=True):
+        yield int(row), int(neighbours.indices[row, column])
+
+
 def _embedding_pairs(
     samples: Sequence[Inspected], features: Features | None, thresholds: Thresholds
 ) -> Iterator[tuple[int, int]]:
     if features is None:
         return
-    similar = features.neighbours.similarities >= thresholds.embedding_duplicate_similarity
-    for row, column in zip(*np.nonzero(similar), strict=True):
-        a = features.positions[int(row)]
-        b = features.positions[int(features.neighbours.indices[row, column])]
+    for row, other in find_embedding_pairs(features.neighbours, thresholds):
+        a, b = features.positions[row], features.positions[other]
         if samples[a].record.blob_sha256 != samples[b].record.blob_sha256:
             yield min(a, b), max(a, b)
 

@@ -118,8 +118,7 @@ def compute_features(
         logger.warning("Embedding checks skipped: %s", exc)
         return f"the images could not be embedded: {exc}"
     uids = [inspected[i].record.uid for i in positions]
-    # Centred on the dataset's mean, cosine similarity tells this dataset's images apart.
-    index = _index(normalise_rows(raw - raw.mean(axis=0)), uids, embedder.index_path)
+    index = _index(normalise_rows(raw), uids, embedder.index_path)
     neighbours = index.search_all(NEIGHBOURS)
     vectors = np.asarray(index.matrix, dtype=np.float32)
     return Features(positions, vectors, neighbours, embedder.backbone.identity)
