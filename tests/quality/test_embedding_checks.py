@@ -213,3 +213,22 @@ def test_lite0_finds_a_flipped_texture_label(blobs: LocalBlobStore, data_dir: Pa
     }
     assert set(errors) == {"brick5"}
     assert errors["brick5"]["suggestedLabel"] == "brick"
+
+
+def test_copies_of_one_file_stay_exact_when_a_near_copy_joins_their_cluster(
+    blobs: LocalBlobStore,
+) -> None:
+    shas = [blobs.put_bytes(encode(texture(seed, TINTS["stone"]))) for seed in range(8)]
+    records = [record("a", "stone", shas[0]), record("a2", "stone", shas[0])]
+    bigger = SampleRecord("b", "stone", Split.TRAIN, None, shas[1], shas[1], 64, 64)
+    records += [bigger, *(record(f"o{i}", "stone", sha) for i, sha in enumerate(shas[2:]))]
+    vectors = np.eye(9, 9, dtype=np.float32)
+    vectors[1] = vectors[0]
+    vectors[2] = vectors[0] + 0.01
+    analysis = judge(inspect_samples(records, blobs), THRESHOLDS, features_of(vectors))
+    found = {f.sample_uid: f for f in analysis.findings if f.issue_type.value.endswith("duplicate")}
+    assert set(found) == {"a", "a2"}
+    exact = next(f for f in found.values() if f.issue_type is IssueType.EXACT_DUPLICATE)
+    near = next(f for f in found.values() if f.issue_type is IssueType.NEAR_DUPLICATE)
+    assert {exact.sample_uid, exact.evidence["duplicateOf"]} == {"a", "a2"}
+    assert near.evidence["duplicateOf"] == "b"

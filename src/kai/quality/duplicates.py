@@ -123,7 +123,10 @@ def find_embedding_pairs(
     similarities = neighbours.similarities
     if similarities.size == 0:
         return
-    usual = float(np.median(1.0 - similarities[:, 0]))
+    # Copies of one file sit at distance zero; the usual distance is that of distinct images.
+    nearest = 1.0 - similarities[:, 0]
+    distinct = nearest[nearest > 1e-6]
+    usual = float(np.median(distinct)) if distinct.size else 1.0
     share = thresholds.embedding_duplicate_share * usual
     cut = min(1.0 - thresholds.embedding_duplicate_similarity, share)
     for row, column in zip(*np.nonzero(1.0 - similarities <= cut), strict=True):
@@ -171,24 +174,40 @@ def _keeper(samples: Sequence[Inspected], cluster: list[int]) -> int:
 def _duplicate_findings(
     samples: Sequence[Inspected], cluster: list[int], features: Features | None
 ) -> Iterator[Finding]:
-    keeper_index = _keeper(samples, cluster)
-    keeper = samples[keeper_index]
+    """Each copy but the keeper: exact, of its file's best copy, or near, of the keeper."""
+    keeper = _keeper(samples, cluster)
+    by_file: dict[str, list[int]] = defaultdict(list)
     for index in cluster:
-        sample = samples[index]
-        if sample is keeper:
+        by_file[samples[index].record.blob_sha256].append(index)
+    for index in cluster:
+        if index == keeper:
             continue
-        exact = sample.record.blob_sha256 == keeper.record.blob_sha256
-        evidence: dict[str, object] = {
-            "duplicateOf": keeper.record.uid,
-            "clusterSize": len(cluster),
-        }
-        if not exact and sample.stats and keeper.stats:
-            evidence["hashDistanceBits"] = hamming(sample.stats.phash, keeper.stats.phash)
-        similarity = features.similarity(index, keeper_index) if features else None
-        if not exact and similarity is not None:
-            evidence["embeddingSimilarity"] = round(similarity, 4)
-        issue_type = IssueType.EXACT_DUPLICATE if exact else IssueType.NEAR_DUPLICATE
-        yield Finding(sample.record.uid, issue_type, IssueSeverity.LOW, evidence)
+        twins = by_file[samples[index].record.blob_sha256]
+        best_twin = keeper if keeper in twins else _keeper(samples, twins)
+        if best_twin != index:
+            yield _duplicate(samples, index, best_twin, len(cluster), None, exact=True)
+        else:
+            yield _duplicate(samples, index, keeper, len(cluster), features, exact=False)
+
+
+def _duplicate(
+    samples: Sequence[Inspected],
+    index: int,
+    original: int,
+    cluster_size: int,
+    features: Features | None,
+    *,
+    exact: bool,
+) -> Finding:
+    sample, kept = samples[index], samples[original]
+    evidence: dict[str, object] = {"duplicateOf": kept.record.uid, "clusterSize": cluster_size}
+    if not exact and sample.stats and kept.stats:
+        evidence["hashDistanceBits"] = hamming(sample.stats.phash, kept.stats.phash)
+    similarity = features.similarity(index, original) if features else None
+    if not exact and similarity is not None:
+        evidence["embeddingSimilarity"] = round(similarity, 4)
+    issue_type = IssueType.EXACT_DUPLICATE if exact else IssueType.NEAR_DUPLICATE
+    return Finding(sample.record.uid, issue_type, IssueSeverity.LOW, evidence)
 
 
 def _conflict_findings(samples: Sequence[Inspected], cluster: list[int]) -> Iterator[Finding]:
