@@ -19,7 +19,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from kai.db.tables import IssueSeverity, IssueType, Split
+from kai.embeddings import Neighbours
+from kai.quality.features import Features
 from kai.quality.findings import Finding, Thresholds
 from kai.quality.hashes import find_close_pairs, hamming
 from kai.quality.images import ImageStats
@@ -65,17 +69,25 @@ class DuplicateReport:
     leaking_components: int
 
 
-def find_duplicate_issues(samples: Sequence[Inspected], thresholds: Thresholds) -> DuplicateReport:
-    """Duplicates, label conflicts among copies, and exact, near and group leakage."""
+def find_duplicate_issues(
+    samples: Sequence[Inspected], thresholds: Thresholds, features: Features | None = None
+) -> DuplicateReport:
+    """Duplicates, label conflicts among copies, and exact, near and group leakage.
+
+    Near copies come from the perceptual hashes and, when ``features`` are given,
+    from embeddings too; a pair either finder sees counts.
+    """
     exact_pairs = list(_exact_pairs(samples))
-    near_pairs = list(find_near_pairs(samples, thresholds))
+    near_pairs = sorted(
+        {*find_near_pairs(samples, thresholds), *_embedding_pairs(samples, features, thresholds)}
+    )
     copies = _Components(len(samples))
     for a, b in [*exact_pairs, *near_pairs]:
         copies.join(a, b)
     clusters = copies.groups()
     findings: list[Finding] = []
     for cluster in clusters:
-        findings.extend(_duplicate_findings(samples, cluster))
+        findings.extend(_duplicate_findings(samples, cluster, features))
         findings.extend(_conflict_findings(samples, cluster))
     leaking = 0
     for component in _leak_components(samples, [*exact_pairs, *near_pairs]):
@@ -98,6 +110,38 @@ def find_near_pairs(
             continue
         if _confirmed(first, second, thresholds):
             yield readable[a], readable[b]
+
+
+def find_embedding_pairs(
+    neighbours: Neighbours, thresholds: Thresholds
+) -> Iterator[tuple[int, int]]:
+    """Row pairs close in absolute terms and much closer than the dataset's usual neighbour.
+
+    The relative rule keeps a set of look-alike photos (crops of one material)
+    from turning into one cluster of copies.
+    """
+    similarities = neighbours.similarities
+    if similarities.size == 0:
+        return
+    # Copies of one file sit at distance zero; the usual distance is that of distinct images.
+    nearest = 1.0 - similarities[:, 0]
+    distinct = nearest[nearest > 1e-6]
+    usual = float(np.median(distinct)) if distinct.size else 1.0
+    share = thresholds.embedding_duplicate_share * usual
+    cut = min(1.0 - thresholds.embedding_duplicate_similarity, share)
+    for row, column in zip(*np.nonzero(1.0 - similarities <= cut), strict=True):
+        yield int(row), int(neighbours.indices[row, column])
+
+
+def _embedding_pairs(
+    samples: Sequence[Inspected], features: Features | None, thresholds: Thresholds
+) -> Iterator[tuple[int, int]]:
+    if features is None:
+        return
+    for row, other in find_embedding_pairs(features.neighbours, thresholds):
+        a, b = features.positions[row], features.positions[other]
+        if samples[a].record.blob_sha256 != samples[b].record.blob_sha256:
+            yield min(a, b), max(a, b)
 
 
 def _confirmed(first: Inspected, second: Inspected, thresholds: Thresholds) -> bool:
@@ -127,21 +171,43 @@ def _keeper(samples: Sequence[Inspected], cluster: list[int]) -> int:
     return max(cluster, key=quality)
 
 
-def _duplicate_findings(samples: Sequence[Inspected], cluster: list[int]) -> Iterator[Finding]:
-    keeper = samples[_keeper(samples, cluster)]
+def _duplicate_findings(
+    samples: Sequence[Inspected], cluster: list[int], features: Features | None
+) -> Iterator[Finding]:
+    """Each copy but the keeper: exact, of its file's best copy, or near, of the keeper."""
+    keeper = _keeper(samples, cluster)
+    by_file: dict[str, list[int]] = defaultdict(list)
     for index in cluster:
-        sample = samples[index]
-        if sample is keeper:
+        by_file[samples[index].record.blob_sha256].append(index)
+    for index in cluster:
+        if index == keeper:
             continue
-        exact = sample.record.blob_sha256 == keeper.record.blob_sha256
-        evidence: dict[str, object] = {
-            "duplicateOf": keeper.record.uid,
-            "clusterSize": len(cluster),
-        }
-        if not exact and sample.stats and keeper.stats:
-            evidence["hashDistanceBits"] = hamming(sample.stats.phash, keeper.stats.phash)
-        issue_type = IssueType.EXACT_DUPLICATE if exact else IssueType.NEAR_DUPLICATE
-        yield Finding(sample.record.uid, issue_type, IssueSeverity.LOW, evidence)
+        twins = by_file[samples[index].record.blob_sha256]
+        best_twin = keeper if keeper in twins else _keeper(samples, twins)
+        if best_twin != index:
+            yield _duplicate(samples, index, best_twin, len(cluster), None, exact=True)
+        else:
+            yield _duplicate(samples, index, keeper, len(cluster), features, exact=False)
+
+
+def _duplicate(
+    samples: Sequence[Inspected],
+    index: int,
+    original: int,
+    cluster_size: int,
+    features: Features | None,
+    *,
+    exact: bool,
+) -> Finding:
+    sample, kept = samples[index], samples[original]
+    evidence: dict[str, object] = {"duplicateOf": kept.record.uid, "clusterSize": cluster_size}
+    if not exact and sample.stats and kept.stats:
+        evidence["hashDistanceBits"] = hamming(sample.stats.phash, kept.stats.phash)
+    similarity = features.similarity(index, original) if features else None
+    if not exact and similarity is not None:
+        evidence["embeddingSimilarity"] = round(similarity, 4)
+    issue_type = IssueType.EXACT_DUPLICATE if exact else IssueType.NEAR_DUPLICATE
+    return Finding(sample.record.uid, issue_type, IssueSeverity.LOW, evidence)
 
 
 def _conflict_findings(samples: Sequence[Inspected], cluster: list[int]) -> Iterator[Finding]:
