@@ -98,9 +98,10 @@ def fetch_bundled(reference: str, options: ImportOptions) -> FetchedModel:
 
 def imagenet_class_names() -> list[str]:
     """ImageNet-1k's class names in index order, the first synonym of each (``tabby``)."""
-    from timm.data import ImageNetInfo
+    from timm.data.imagenet_info import ImageNetInfo
 
-    info = ImageNetInfo()
+    # timm's class is untyped; its two methods give a count and a description.
+    info: Any = ImageNetInfo()
     return [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
 
 
