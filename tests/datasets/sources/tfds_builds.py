@@ -53,7 +53,18 @@ def prepare_tfds_datasets(data_dir: Path, specs: Sequence[TfdsSpec]) -> None:
     """Prepare every spec's builder in ``data_dir`` with TFDS, in one child process."""
     payload = json.dumps({"dataDir": str(data_dir), "specs": [asdict(s) for s in specs]})
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    completed = subprocess.run(
+    completed = _run_preparation(payload, env)
+    if completed.returncode < 0:
+        # TensorFlow has been seen to die by a signal under heavy load; one more try.
+        completed = _run_preparation(payload, env)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"TFDS preparation exited with {completed.returncode}:\n{completed.stderr[-4000:]}"
+        )
+
+
+def _run_preparation(payload: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, __file__, payload],
         capture_output=True,
         text=True,
@@ -61,8 +72,6 @@ def prepare_tfds_datasets(data_dir: Path, specs: Sequence[TfdsSpec]) -> None:
         timeout=PREPARE_TIMEOUT_SECONDS,
         check=False,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"TFDS preparation failed:\n{completed.stderr[-4000:]}")
 
 
 def example_pixels(spec: TfdsSpec | Mapping[str, Any], split: str) -> list[Any]:
