@@ -2,9 +2,11 @@
 
 A sample's reduced copy is read from the blob store by address, decoded with
 Pillow, resized to the model's input size and normalised with its mean and
-standard deviation. Training images are varied by one of three presets made
-of torchvision's ``transforms.v2``; evaluation images get the resize and
-centre crop the model was designed with.
+standard deviation. Training images are varied by one of the presets made
+of torchvision's ``transforms.v2`` (``off``, ``light``, ``standard``,
+``strong``), or by a focus preset that steers an ensemble member toward
+texture, colour or pattern; evaluation images get the resize and centre crop
+the model was designed with.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from torchvision.transforms import v2
 from kai.errors import InvalidImage
 from kai.models.formats import InputSpec
 from kai.storage.blobs import BlobStore
-from kai.training.config import AugmentationPreset, TrainingConfig
+from kai.training.config import AugmentationPreset, FocusPreset, TrainingConfig
 from kai.training.samples import TrainingSample
 
 logger = logging.getLogger(__name__)
 
 MAX_LOADER_WORKERS = 4
+OFF = AugmentationPreset.OFF
 # The smallest share of the image a training crop keeps, by preset.
 _CROP_SCALE = {
     AugmentationPreset.LIGHT: 0.7,
@@ -39,7 +42,9 @@ _CROP_SCALE = {
 def create_transform(spec: InputSpec, config: TrainingConfig, *, train: bool) -> v2.Compose:
     """The transform from a PIL image to a normalised ``(3, H, W)`` float tensor."""
     size = _input_size(spec, config)
-    if train and config.enable_data_augmentation:
+    if train and config.focus is not FocusPreset.NONE:
+        steps = _focus(size, config.focus)
+    elif train and config.enable_data_augmentation and config.augmentation is not OFF:
         steps = _augmentations(size, config.augmentation)
     else:
         resize = round(max(size) / spec.crop_fraction)
@@ -69,6 +74,22 @@ def _augmentations(size: tuple[int, int], preset: AugmentationPreset) -> list[v2
         # Materials have no up or down, so vertical flips add true variety.
         steps += [v2.RandomVerticalFlip(), v2.TrivialAugmentWide()]
     return steps
+
+
+def _focus(size: tuple[int, int], focus: FocusPreset) -> list[v2.Transform]:
+    flips: list[v2.Transform] = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if focus is FocusPreset.TEXTURE:
+        # Small crops keep the grain at full resolution; dropping colour at random
+        # keeps the member from deciding by hue alone.
+        crop = v2.RandomResizedCrop(size, scale=(0.05, 0.3), ratio=(0.8, 1.25), antialias=True)
+        return [crop, *flips, v2.RandomGrayscale(p=0.3)]
+    if focus is FocusPreset.COLOUR:
+        # Colour is the signal: no jitter, and crops that keep most of the surface.
+        crop = v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True)
+        return [crop, *flips]
+    # Pattern: large crops that keep the repeat, mostly in grey so layout decides.
+    crop = v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True)
+    return [crop, *flips, v2.RandomGrayscale(p=0.7), v2.RandomRotation(15)]
 
 
 class BlobImageDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -103,7 +124,10 @@ def decode_image(data: bytes, uid: str) -> Image.Image:
         with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidImage(f"Sample {uid} cannot be decoded for training: {exc}") from exc
+        raise InvalidImage(
+            f"Bad data: sample {uid} cannot be decoded for training ({exc}); "
+            "remove or replace it in a new dataset version"
+        ) from exc
 
 
 def create_loader(
