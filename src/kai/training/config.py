@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OptimizerName(StrEnum):
@@ -161,6 +161,14 @@ class TrainingConfig(BaseModel):
     search: SearchConfig | None = None
     time_budget_seconds: float | None = Field(None, gt=0)
     num_workers: int | None = Field(None, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _one_outer_loop(self) -> TrainingConfig:
+        if self.search is not None and self.cross_validation_folds is not None:
+            raise ValueError(
+                "choose hyperparameter search or cross-validation for one job, not both"
+            )
+        return self
 
     @property
     def planned_epochs(self) -> int:

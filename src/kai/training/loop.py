@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kai.errors import InvalidInput
+from kai.errors import TrainingDiverged
 from kai.training.devices import CPU_PLAN, DevicePlan
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def train_epoch(
     """One optimisation pass over ``batches``; the caller sets the network's mode.
 
     Raises:
-        InvalidInput: The loss became NaN or infinite (the run diverged).
+        TrainingDiverged: The loss became NaN or infinite (the run diverged).
     """
     tally = _Tally()
     num_classes = 0
@@ -138,9 +138,9 @@ def evaluate(
     return tally.stats(num_classes), logits_all, targets_all
 
 
-def diverged(epoch: int) -> InvalidInput:
+def diverged(epoch: int) -> TrainingDiverged:
     """The error of a run whose loss stopped being finite."""
-    return InvalidInput(
+    return TrainingDiverged(
         f"training diverged at epoch {epoch}: the loss became NaN or infinite; "
         "lower the learning rate (a tenth is a good next try) or turn on warm-up",
         details={"epoch": epoch},

@@ -266,6 +266,7 @@ def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Run
     loaders = create_loaders(ctx, plan, config)
     optimizer = create_optimizer(network, config, groups)
     plateau = PlateauScale()
+    ctx.log(f"Computing on {device.label}")
     return RunState(
         network=network,
         groups=groups,
@@ -277,7 +278,6 @@ def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Run
         device=device,
         plateau=plateau,
     )
-    ctx.log(f"Computing on {device.label}")
 
 
 def _base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
