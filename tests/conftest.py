@@ -60,6 +60,8 @@ def settings(data_dir: Path, postgres_url: str | None, request: pytest.FixtureRe
         lease_seconds=5.0,
         heartbeat_seconds=0.5,
         poll_seconds=0.1,
+        embedding_backbone="random:test_efficientnet",
+        embedding_image_size_px=32,
     )
 
 

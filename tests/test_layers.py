@@ -15,6 +15,7 @@ SERVICES = (
     "kai.accounts",
     "kai.datasets",
     "kai.quality",
+    "kai.embeddings",
     "kai.models",
     "kai.training",
     "kai.evaluation",

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     thumbnail_size_px: int = 160
     split_seed: int = 42
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # The quality analysis's backbone: "efficientnet_lite0" (the bundled ImageNet weights),
+    # "model:<model version id>", "random:<timm architecture>" (tests only) or "none".
+    embedding_backbone: str = "efficientnet_lite0"
+    embedding_image_size_px: int = 224
 
     local_workers: int = 1
     lease_seconds: float = 30.0

@@ -117,3 +117,33 @@ def test_bad_fix_is_a_clear_4xx(client: TestClient, editor: Account, dataset_id:
         f"{DATASETS}/{dataset_id}/quality/repair", json=body, headers=editor.headers
     )
     assert response.status_code == 422
+
+
+def sample_id_named(client: TestClient, account: Account, dataset_id: int, name: str) -> str:
+    page = client.get(f"{DATASETS}/{dataset_id}/samples?pageSize=100", headers=account.headers)
+    return next(item["id"] for item in page.json()["items"] if item["originalName"] == name)
+
+
+def test_similar_images_come_from_the_analysed_index(
+    client: TestClient, editor: Account, viewer: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    sample_id = sample_id_named(client, viewer, dataset_id, "train/ceramic/ceramic_0.png")
+    url = f"{DATASETS}/{dataset_id}/samples/{sample_id}/similar"
+    before = client.get(url, headers=viewer.headers)
+    assert before.status_code == 409 and "similarity index" in before.json()["error"]["message"]
+
+    run_job(
+        runtime,
+        client.post(f"{DATASETS}/{dataset_id}/quality", headers=editor.headers).json()["jobId"],
+    )
+    found = client.get(f"{url}?limit=5", headers=viewer.headers)
+    assert found.status_code == 200, found.text
+    items = found.json()["items"]
+    assert len(items) == 5 and sample_id not in {item["sample"]["id"] for item in items}
+    assert items[0]["sample"]["originalName"] == "test/ceramic/leaked.png"
+    assert items[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+    similarities = [item["similarity"] for item in items]
+    assert similarities == sorted(similarities, reverse=True)
+    assert client.get(f"{url}?limit=0", headers=viewer.headers).status_code == 422
+    missing = client.get(f"{DATASETS}/{dataset_id}/samples/nope/similar", headers=viewer.headers)
+    assert missing.status_code == 404

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from kai.config import Settings
 from kai.datasets.versions import latest_version
 from kai.db.engine import Database
-from kai.db.tables import IssueType, Job, QualityIssue, Sample, Split
+from kai.db.tables import IssueSeverity, IssueType, Job, QualityIssue, Sample, Split
 from kai.errors import Conflict
 from kai.quality import Fix, FixKind, find_report, read_report, repair_dataset
 from kai.quality.jobs import run_analysis
@@ -81,7 +81,8 @@ def test_report_scores_and_recommends_the_fixes(
         assert report.needs_improvement is (report.score < 70)
         families = {row["family"]: row for row in report.score_breakdown["families"]}
         assert families["leakage"]["penalty"] > 0
-        assert families["outliers"]["ran"] is False
+        assert families["outliers"]["ran"] is True
+        assert report.metrics["embeddings"]["ran"] is True
         penalties = sum(row["penalty"] for row in families.values() if row["ran"])
         assert report.score == pytest.approx(100 - penalties, abs=0.1)
         fixes = {item["action"]["fix"] for item in report.recommendations}
@@ -140,3 +141,39 @@ def test_import_queues_the_analysis_after_itself(
         assert quality_job.type == "dataset.quality"
         assert quality_job.depends_on == [import_job.id]
         assert quality_job.config["dataset_id"] == dataset_id
+
+
+def test_accepted_label_error_suggestions_become_a_relabelled_version(
+    database: Database, analysed: tuple[int, dict[str, Any]]
+) -> None:
+    dataset_id, _ = analysed
+    with database.session() as session:
+        version = latest_version(session, dataset_id)
+        assert version is not None
+        report = find_report(session, version.id)
+        assert report is not None
+        uid = session.scalar(
+            select(Sample.uid).where(
+                Sample.version_id == version.id, Sample.original_name == "train/stone/stone_3.png"
+            )
+        )
+        assert uid is not None
+        evidence = {"givenLabel": "stone", "suggestedLabel": "ceramic", "probability": 0.93}
+        session.add(
+            QualityIssue(
+                report_id=report.id,
+                sample_uid=uid,
+                issue_type=IssueType.LABEL_ERROR,
+                severity=IssueSeverity.MEDIUM,
+                evidence=evidence,
+            )
+        )
+    with database.session() as session:
+        outcome = repair_dataset(session, dataset_id, [Fix(FixKind.APPLY_LABELS, (uid,))])
+        assert outcome.version.number == 2 and outcome.applied == ["applyLabels"]
+        new_id = outcome.version.id
+    with database.session() as session:
+        label = session.scalar(
+            select(Sample.label).where(Sample.version_id == new_id, Sample.uid == uid)
+        )
+        assert label == "ceramic"

@@ -18,9 +18,11 @@ from kai.quality.jobs import (
 from kai.quality.repair import Fix, FixKind, RepairOutcome, repair_dataset
 from kai.quality.reports import ReportView, find_report, list_issues, read_report
 from kai.quality.score import FAMILIES, NEEDS_IMPROVEMENT_BELOW
+from kai.quality.similar import MAX_SIMILAR, SimilarSample, find_similar_samples
 
 __all__ = [
     "FAMILIES",
+    "MAX_SIMILAR",
     "NEEDS_IMPROVEMENT_BELOW",
     "QUALITY_JOB",
     "Analysis",
@@ -29,9 +31,11 @@ __all__ = [
     "FixKind",
     "RepairOutcome",
     "ReportView",
+    "SimilarSample",
     "Thresholds",
     "analyse_samples",
     "find_report",
+    "find_similar_samples",
     "list_issues",
     "queue_analysis_after",
     "read_report",

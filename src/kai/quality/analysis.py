@@ -1,9 +1,12 @@
-"""The analysis of one dataset version: read every image once, then judge the whole set.
+"""The analysis of one dataset version: read every image once, embed it, judge the whole set.
 
-Nothing here touches the database: the caller hands in the sample rows and a
-blob store, and stores the :class:`Analysis` it gets back. Reduced copies are
-decoded on a small thread pool (Pillow and numpy release the GIL), each
-distinct copy once, however many samples share it.
+Nothing here touches the database: the caller hands in the sample rows, a
+blob store and an :class:`~kai.quality.features.Embedder`, and stores the
+:class:`Analysis` it gets back. Reduced copies are decoded on a small
+thread pool (Pillow and numpy release the GIL), each distinct copy once,
+however many samples share it; the embeddings come from the cache where
+it has them. Without an embedder (or when embedding fails) the checks that
+need embeddings are left out of the score and the report says why.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from kai.db.tables import IssueType
 from kai.errors import NotFound
 from kai.quality.balance import compute_class_balance
 from kai.quality.duplicates import find_duplicate_issues
+from kai.quality.features import Embedder, Features, compute_features
 from kai.quality.findings import Finding, Thresholds
 from kai.quality.image_checks import find_image_issues
 from kai.quality.images import ImageStats, UnreadableImage, compute_image_stats, read_orientation
+from kai.quality.label_errors import find_label_errors
+from kai.quality.outliers import find_outliers
 from kai.quality.recommendations import compute_recommendations
 from kai.quality.samples import Inspected, SampleRecord
 from kai.quality.score import compute_score
@@ -30,10 +36,8 @@ logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
 _CHUNK = 64
-EMBEDDINGS_NOT_RUN = (
-    "embedding checks (label errors from out-of-sample predictions, outliers) are not "
-    "part of this analysis yet"
-)
+NO_EMBEDDER = "no backbone was given to the analysis"
+_EMBEDDING_FAMILIES = ("labelErrors", "outliers")
 
 Progress = Callable[[int, int], None]
 
@@ -56,21 +60,34 @@ def analyse_samples(
     blobs: BlobStore,
     *,
     thresholds: Thresholds | None = None,
+    embedder: Embedder | str | None = None,
     progress: Progress | None = None,
+    embedding_progress: Progress | None = None,
     check_cancelled: Callable[[], None] | None = None,
 ) -> Analysis:
-    """Inspect every sample's image and run every check.
+    """Inspect every sample's image, embed it, and run every check.
 
     Args:
         records: The version's samples.
         blobs: Where the reduced copies and originals are.
         thresholds: The checks' thresholds; the defaults when None.
+        embedder: How to embed the images; a string says why there is no embedder.
         progress: Called with (done, total) while images are read.
+        embedding_progress: Called with (done, total) while images are embedded.
         check_cancelled: Called between chunks; raises to stop.
     """
     thresholds = thresholds or Thresholds()
     inspected = inspect_samples(records, blobs, progress=progress, check_cancelled=check_cancelled)
-    return judge(inspected, thresholds)
+    if not isinstance(embedder, Embedder):
+        return judge(inspected, thresholds, embedder or NO_EMBEDDER)
+    features = compute_features(
+        inspected,
+        blobs,
+        embedder,
+        progress=embedding_progress,
+        check_cancelled=check_cancelled,
+    )
+    return judge(inspected, thresholds, features)
 
 
 def inspect_samples(
@@ -97,12 +114,25 @@ def inspect_samples(
     return [Inspected(record, *cache[_cache_key(record)]) for record in records]
 
 
-def judge(inspected: Sequence[Inspected], thresholds: Thresholds) -> Analysis:
-    """Run the checks on inspected samples and score the result."""
+def judge(
+    inspected: Sequence[Inspected], thresholds: Thresholds, features: Features | str
+) -> Analysis:
+    """Run the checks on inspected samples and score the result.
+
+    Args:
+        inspected: The samples with what their images showed.
+        thresholds: The checks' thresholds.
+        features: The samples' embeddings, or why there are none.
+    """
     records = [sample.record for sample in inspected]
     balance = compute_class_balance(records, thresholds)
-    duplicates = find_duplicate_issues(inspected, thresholds)
+    embedded = features if isinstance(features, Features) else None
+    duplicates = find_duplicate_issues(inspected, thresholds, embedded)
     findings = [*find_image_issues(inspected, thresholds), *duplicates.findings]
+    embedding_findings, skipped, embedding_metrics = _embedding_checks(
+        inspected, features, thresholds
+    )
+    findings.extend(embedding_findings)
     affected: dict[IssueType, set[str]] = {}
     for finding in findings:
         affected.setdefault(finding.issue_type, set()).add(finding.sample_uid)
@@ -111,7 +141,7 @@ def judge(inspected: Sequence[Inspected], thresholds: Thresholds) -> Analysis:
         sample_count=len(records),
         affected=affected,
         balance_share=balance_share,
-        skipped={"outliers": EMBEDDINGS_NOT_RUN},
+        skipped=skipped,
     )
     counts = {issue_type.value: len(uids) for issue_type, uids in sorted(affected.items())}
     metrics = {
@@ -124,7 +154,7 @@ def judge(inspected: Sequence[Inspected], thresholds: Thresholds) -> Analysis:
             "copyClusters": duplicates.near_clusters,
             "leakingComponents": duplicates.leaking_components,
         },
-        "embeddings": {"ran": False, "reason": EMBEDDINGS_NOT_RUN},
+        "embeddings": embedding_metrics,
         "thresholds": _thresholds(thresholds),
     }
     return Analysis(
@@ -136,6 +166,38 @@ def judge(inspected: Sequence[Inspected], thresholds: Thresholds) -> Analysis:
         findings=findings,
         issue_counts=counts,
     )
+
+
+def _embedding_checks(
+    inspected: Sequence[Inspected], features: Features | str, thresholds: Thresholds
+) -> tuple[list[Finding], dict[str, str], dict[str, Any]]:
+    """Label errors and outliers: their findings, the families skipped, and the metrics."""
+    if isinstance(features, str):
+        skipped = {
+            family: f"the embedding checks did not run: {features}"
+            for family in _EMBEDDING_FAMILIES
+        }
+        return [], skipped, {"ran": False, "reason": features}
+    metrics: dict[str, Any] = {
+        "ran": True,
+        "backbone": features.identity,
+        "embedded": len(features.positions),
+        "dimension": int(features.vectors.shape[1]),
+    }
+    findings: list[Finding] = []
+    skipped = {}
+    checks = (
+        ("labelErrors", find_label_errors(inspected, features, thresholds)),
+        ("outliers", find_outliers(inspected, features, thresholds)),
+    )
+    for family, outcome in checks:
+        if isinstance(outcome, str):
+            skipped[family] = outcome
+            metrics[family] = {"ran": False, "reason": outcome}
+        else:
+            findings.extend(outcome.findings)
+            metrics[family] = outcome.metrics
+    return findings, skipped, metrics
 
 
 def _cache_key(record: SampleRecord) -> str:
@@ -194,4 +256,6 @@ def _thresholds(thresholds: Thresholds) -> dict[str, float]:
         "nearDuplicateBits": thresholds.near_duplicate_bits,
         "minImagesPerClass": thresholds.min_images_per_class,
         "imbalanceRatio": thresholds.imbalance_ratio,
+        "embeddingDuplicateSimilarity": thresholds.embedding_duplicate_similarity,
+        "outlierSpreads": thresholds.outlier_spreads,
     }

@@ -19,7 +19,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from kai.db.tables import IssueSeverity, IssueType, Split
+from kai.quality.features import Features
 from kai.quality.findings import Finding, Thresholds
 from kai.quality.hashes import find_close_pairs, hamming
 from kai.quality.images import ImageStats
@@ -65,17 +68,25 @@ class DuplicateReport:
     leaking_components: int
 
 
-def find_duplicate_issues(samples: Sequence[Inspected], thresholds: Thresholds) -> DuplicateReport:
-    """Duplicates, label conflicts among copies, and exact, near and group leakage."""
+def find_duplicate_issues(
+    samples: Sequence[Inspected], thresholds: Thresholds, features: Features | None = None
+) -> DuplicateReport:
+    """Duplicates, label conflicts among copies, and exact, near and group leakage.
+
+    Near copies come from the perceptual hashes and, when ``features`` are given,
+    from embeddings too; a pair either finder sees counts.
+    """
     exact_pairs = list(_exact_pairs(samples))
-    near_pairs = list(find_near_pairs(samples, thresholds))
+    near_pairs = sorted(
+        {*find_near_pairs(samples, thresholds), *_embedding_pairs(samples, features, thresholds)}
+    )
     copies = _Components(len(samples))
     for a, b in [*exact_pairs, *near_pairs]:
         copies.join(a, b)
     clusters = copies.groups()
     findings: list[Finding] = []
     for cluster in clusters:
-        findings.extend(_duplicate_findings(samples, cluster))
+        findings.extend(_duplicate_findings(samples, cluster, features))
         findings.extend(_conflict_findings(samples, cluster))
     leaking = 0
     for component in _leak_components(samples, [*exact_pairs, *near_pairs]):
@@ -98,6 +109,19 @@ def find_near_pairs(
             continue
         if _confirmed(first, second, thresholds):
             yield readable[a], readable[b]
+
+
+def _embedding_pairs(
+    samples: Sequence[Inspected], features: Features | None, thresholds: Thresholds
+) -> Iterator[tuple[int, int]]:
+    if features is None:
+        return
+    similar = features.neighbours.similarities >= thresholds.embedding_duplicate_similarity
+    for row, column in zip(*np.nonzero(similar), strict=True):
+        a = features.positions[int(row)]
+        b = features.positions[int(features.neighbours.indices[row, column])]
+        if samples[a].record.blob_sha256 != samples[b].record.blob_sha256:
+            yield min(a, b), max(a, b)
 
 
 def _confirmed(first: Inspected, second: Inspected, thresholds: Thresholds) -> bool:
@@ -127,8 +151,11 @@ def _keeper(samples: Sequence[Inspected], cluster: list[int]) -> int:
     return max(cluster, key=quality)
 
 
-def _duplicate_findings(samples: Sequence[Inspected], cluster: list[int]) -> Iterator[Finding]:
-    keeper = samples[_keeper(samples, cluster)]
+def _duplicate_findings(
+    samples: Sequence[Inspected], cluster: list[int], features: Features | None
+) -> Iterator[Finding]:
+    keeper_index = _keeper(samples, cluster)
+    keeper = samples[keeper_index]
     for index in cluster:
         sample = samples[index]
         if sample is keeper:
@@ -140,6 +167,9 @@ def _duplicate_findings(samples: Sequence[Inspected], cluster: list[int]) -> Ite
         }
         if not exact and sample.stats and keeper.stats:
             evidence["hashDistanceBits"] = hamming(sample.stats.phash, keeper.stats.phash)
+        similarity = features.similarity(index, keeper_index) if features else None
+        if not exact and similarity is not None:
+            evidence["embeddingSimilarity"] = round(similarity, 4)
         issue_type = IssueType.EXACT_DUPLICATE if exact else IssueType.NEAR_DUPLICATE
         yield Finding(sample.record.uid, issue_type, IssueSeverity.LOW, evidence)
 

@@ -41,6 +41,12 @@ class Thresholds:
         near_duplicate_colour: And mean colours must be this close (per channel).
         min_images_per_class: A class with fewer images has too few.
         imbalance_ratio: Largest over smallest class above this is imbalanced.
+        embedding_duplicate_similarity: Embeddings at least this cosine-similar are copies.
+        label_folds: Folds of the out-of-sample label model.
+        max_linear_classes: Past this many classes, label errors use nearest class means.
+        min_images_for_outliers: Fewer readable images than this and no outliers are judged.
+        outlier_neighbours: Neighbours whose mean distance judges an outlier.
+        outlier_spreads: Robust standard deviations above the median distance that flag one.
     """
 
     min_side_px: int = 32
@@ -56,3 +62,9 @@ class Thresholds:
     near_duplicate_colour: float = 0.06
     min_images_per_class: int = 10
     imbalance_ratio: float = 3.0
+    embedding_duplicate_similarity: float = 0.95
+    label_folds: int = 5
+    max_linear_classes: int = 100
+    min_images_for_outliers: int = 20
+    outlier_neighbours: int = 5
+    outlier_spreads: float = 5.0

@@ -20,13 +20,15 @@ from kai.jobs.context import JobContext
 from kai.jobs.records import submit_job
 from kai.jobs.registry import JobRegistry
 from kai.quality.analysis import analyse_samples
+from kai.quality.backbones import resolve_embedder
 from kai.quality.reports import iter_records, store_report
 
 logger = logging.getLogger(__name__)
 
 QUALITY_JOB = "dataset.quality"
-# Reading the images is the bulk of the work; the checks and the write follow.
-READ_END = 0.85
+# Reading and embedding the images are the bulk of the work; the checks and the write follow.
+READ_END = 0.4
+EMBED_END = 0.85
 
 
 class AnalysisJobConfig(BaseModel):
@@ -100,10 +102,24 @@ def run_analysis(ctx: JobContext) -> dict[str, Any]:
     def progress(done: int, total: int) -> None:
         ctx.progress(READ_END * done / max(total, 1), stage="read", done=done, total=total)
 
-    analysis = analyse_samples(
-        records, ctx.blobs, progress=progress, check_cancelled=ctx.check_cancelled
+    def embedding_progress(done: int, total: int) -> None:
+        share = READ_END + (EMBED_END - READ_END) * done / max(total, 1)
+        ctx.progress(share, stage="embed", done=done, total=total)
+
+    embedder = resolve_embedder(
+        ctx.settings, ctx.db, ctx.blobs, version_id=config.version_id, work_dir=ctx.work_dir
     )
-    ctx.progress(READ_END, stage="write", force=True)
+    if isinstance(embedder, str):
+        ctx.log(f"Embedding checks will not run: {embedder}", level="warning")
+    analysis = analyse_samples(
+        records,
+        ctx.blobs,
+        embedder=embedder,
+        progress=progress,
+        embedding_progress=embedding_progress,
+        check_cancelled=ctx.check_cancelled,
+    )
+    ctx.progress(EMBED_END, stage="write", force=True)
     with ctx.db.session() as session:
         version = _require_version(session, config)
         report = store_report(session, version, analysis, job_id=ctx.job_id)

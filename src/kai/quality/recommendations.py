@@ -80,6 +80,13 @@ _ADVICE = (
         "Check whether they belong; colour often tells materials apart.",
     ),
     _Advice(
+        (IssueType.OUTLIER,),
+        IssueSeverity.LOW,
+        "Images unlike the rest of the dataset",
+        None,
+        "Look at them in the gallery; remove the ones that do not belong to any class.",
+    ),
+    _Advice(
         (IssueType.EXIF_ROTATED,),
         IssueSeverity.INFO,
         "Images rotated by their EXIF orientation",

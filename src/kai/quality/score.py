@@ -10,6 +10,20 @@ weight: five per cent of leaking or mislabelled samples already costs all
 their points, while a third of the images must be flawed for image quality
 to cost all of its. Families that did not run are left out and the weights
 of the others are scaled to sum to 100. A dataset needs improvement below 70.
+
+| family | weight | saturation | issues |
+| --- | --- | --- | --- |
+| integrity | 10 | 0.05 | unreadable |
+| imageQuality | 15 | 0.33 | too small, odd aspect, blurry, dark, bright, low contrast, ... |
+| duplicates | 15 | 0.2 | exact and near duplicates (hashes and embeddings) |
+| labelConflicts | 15 | 0.05 | copies carrying different labels |
+| labelErrors | 10 | 0.05 | likely wrong labels from out-of-sample predictions |
+| leakage | 20 | 0.05 | exact, near and group leakage across splits |
+| classBalance | 10 | 1.0 | imbalance and classes with too few images |
+| outliers | 5 | 0.1 | images far from their nearest neighbours |
+
+The label-error and outlier families need embeddings; when the backbone
+cannot run they are left out, with the reason shown.
 """
 
 from __future__ import annotations
@@ -34,10 +48,10 @@ class Family:
 
 
 FAMILIES = (
-    Family("integrity", 15, 0.05, frozenset({IssueType.UNREADABLE})),
+    Family("integrity", 10, 0.05, frozenset({IssueType.UNREADABLE})),
     Family(
         "imageQuality",
-        20,
+        15,
         0.33,
         frozenset(
             {
@@ -53,7 +67,8 @@ FAMILIES = (
         ),
     ),
     Family("duplicates", 15, 0.2, frozenset({IssueType.EXACT_DUPLICATE, IssueType.NEAR_DUPLICATE})),
-    Family("labels", 15, 0.05, frozenset({IssueType.LABEL_CONFLICT, IssueType.LABEL_ERROR})),
+    Family("labelConflicts", 15, 0.05, frozenset({IssueType.LABEL_CONFLICT})),
+    Family("labelErrors", 10, 0.05, frozenset({IssueType.LABEL_ERROR})),
     Family(
         "leakage",
         20,

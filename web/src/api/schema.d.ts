@@ -348,6 +348,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/datasets/{dataset_id}/samples/{sample_id}/similar": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Similar Samples
+         * @description The samples most like ``sample_id`` in the latest version (or ``version``).
+         */
+        get: operations["list_similar_samples_api_admin_datasets__dataset_id__samples__sample_id__similar_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/datasets/{dataset_id}/quality/repair": {
         parameters: {
             query?: never;
@@ -2005,6 +2025,29 @@ export interface components {
             csrfToken?: string | null;
         };
         /**
+         * SimilarSampleRead
+         * @description A sample like the one asked about, with their cosine similarity in embedding space.
+         */
+        SimilarSampleRead: {
+            sample: components["schemas"]["SampleRead"];
+            /** Similarity */
+            similarity: number;
+        };
+        /**
+         * SimilarSamplesRead
+         * @description The samples of one version most like ``sampleId``, most similar first.
+         */
+        SimilarSamplesRead: {
+            /** Sampleid */
+            sampleId: string;
+            /** Datasetid */
+            datasetId: number;
+            /** Version */
+            version: number;
+            /** Items */
+            items: components["schemas"]["SimilarSampleRead"][];
+        };
+        /**
          * SimpleFix
          * @description A fix without options.
          */
@@ -3012,6 +3055,42 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Page_QualityIssueRead_"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_similar_samples_api_admin_datasets__dataset_id__samples__sample_id__similar_get: {
+        parameters: {
+            query?: {
+                /** @description The version; the latest if absent */
+                version?: number | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                dataset_id: number;
+                sample_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimilarSamplesRead"];
                 };
             };
             /** @description Validation Error */

@@ -3,6 +3,7 @@
 The analysis runs as a ``dataset.quality`` job; the start route answers at
 once with its ``jobId``, which the job routes and the WebSocket follow.
 A repair writes its new version at once and queues that version's analysis.
+The gallery's "images like this one" searches the index the analysis wrote.
 """
 
 from __future__ import annotations
@@ -26,10 +27,19 @@ from kai.api.schemas.quality import (
     QualityStarted,
     RepairCreate,
     RepairRead,
+    SimilarSampleRead,
+    SimilarSamplesRead,
 )
 from kai.datasets.records import resolve_version
 from kai.db.tables import IssueType
-from kai.quality import list_issues, read_report, repair_dataset, start_analysis
+from kai.quality import (
+    MAX_SIMILAR,
+    find_similar_samples,
+    list_issues,
+    read_report,
+    repair_dataset,
+    start_analysis,
+)
 
 router = APIRouter(prefix="/datasets", tags=["quality"])
 
@@ -86,6 +96,29 @@ def list_quality_issues(
     )
     items = [QualityIssueRead.from_rows(issue, sample) for issue, sample in rows]
     return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
+
+
+@router.get("/{dataset_id}/samples/{sample_id}/similar")
+def list_similar_samples(
+    dataset_id: int,
+    sample_id: str,
+    runtime: RuntimeDep,
+    _user: ViewerUser,
+    session: SessionDep,
+    version: VersionQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SIMILAR)] = 12,
+) -> SimilarSamplesRead:
+    """The samples most like ``sample_id`` in the latest version (or ``version``)."""
+    chosen = resolve_version(session, dataset_id, version)
+    found = find_similar_samples(
+        session, chosen, sample_id, data_dir=runtime.settings.resolved_data_dir, limit=limit
+    )
+    return SimilarSamplesRead(
+        sample_id=sample_id,
+        dataset_id=dataset_id,
+        version=chosen.number,
+        items=[SimilarSampleRead.from_similar(item) for item in found],
+    )
 
 
 @router.post("/{dataset_id}/quality/repair", status_code=201)

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from kai.api.schemas.base import ApiModel, UtcDatetime
+from kai.api.schemas.datasets import SampleRead
 from kai.db.tables import IssueSeverity, IssueType, QualityIssue, Sample, Split
-from kai.quality import Fix, FixKind, ReportView
+from kai.quality import Fix, FixKind, ReportView, SimilarSample
 
 MAX_FIX_IDS = 100_000
 
@@ -59,6 +60,27 @@ class QualityReportRead(ApiModel):
             score_change=view.score_change,
             created_at=report.created_at,
         )
+
+
+class SimilarSampleRead(ApiModel):
+    """A sample like the one asked about, with their cosine similarity in embedding space."""
+
+    sample: SampleRead
+    similarity: float
+
+    @classmethod
+    def from_similar(cls, found: SimilarSample) -> SimilarSampleRead:
+        """The schema of one search result."""
+        return cls(sample=SampleRead.from_sample(found.sample), similarity=found.similarity)
+
+
+class SimilarSamplesRead(ApiModel):
+    """The samples of one version most like ``sampleId``, most similar first."""
+
+    sample_id: str
+    dataset_id: int
+    version: int
+    items: list[SimilarSampleRead]
 
 
 class QualityIssueRead(ApiModel):
