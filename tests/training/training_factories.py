@@ -138,10 +138,20 @@ def fast_config(**changes: Any) -> TrainingConfig:
     return TrainingConfig(**(base | changes))
 
 
-def queue_training(database: Database, model_id: int, dataset_id: int, **changes: Any) -> int:
+def queue_training(
+    database: Database,
+    model_id: int,
+    dataset_id: int,
+    *,
+    model_version: int | None = None,
+    **changes: Any,
+) -> int:
     """Queue a training job with :func:`fast_config` and ``changes``; returns its id."""
     job_config = TrainingJobConfig(
-        model_id=model_id, dataset_id=dataset_id, training=fast_config(**changes)
+        model_id=model_id,
+        model_version=model_version,
+        dataset_id=dataset_id,
+        training=fast_config(**changes),
     )
     with database.session() as session:
         return start_training(session, job_config).id

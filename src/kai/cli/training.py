@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from kai.cli._context import open_runtime
 from kai.cli._watching import follow_job
 from kai.db.tables import JobState
-from kai.errors import KaiError
+from kai.errors import InvalidInput, KaiError
 from kai.runtime import Runtime
 from kai.training import (
     AugmentationPreset,
@@ -61,6 +62,9 @@ def train(
         bool, typer.Option(help="Check the setup on a small subset for one or two epochs")
     ] = False,
     folds: Annotated[int | None, typer.Option(min=2, help="k-fold cross-validation")] = None,
+    feature_extraction: Annotated[
+        bool, typer.Option(help="Train only a head on cached embeddings of the frozen backbone")
+    ] = False,
     search_trials: Annotated[
         int | None, typer.Option(min=1, help="Search the hyperparameters with N trials")
     ] = None,
@@ -73,23 +77,27 @@ def train(
     search = None
     if search_trials is not None:
         search = SearchConfig(trials=search_trials, time_budget_seconds=search_time)
-    training = TrainingConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        freeze_base_model=freeze_base,
-        trainable_layers_count=trainable_layers,
-        enable_early_stopping=early_stopping,
-        enable_data_augmentation=augmentation,
-        validation_split=validation_split,
-        augmentation=preset,
-        focus=focus,
-        unfreeze_every_epochs=unfreeze_every,
-        layer_decay=layer_decay,
-        quick_trial=quick_trial,
-        cross_validation_folds=folds,
-        search=search,
-    )
+    try:
+        training = TrainingConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            freeze_base_model=freeze_base,
+            trainable_layers_count=trainable_layers,
+            enable_early_stopping=early_stopping,
+            enable_data_augmentation=augmentation,
+            validation_split=validation_split,
+            augmentation=preset,
+            focus=focus,
+            unfreeze_every_epochs=unfreeze_every,
+            layer_decay=layer_decay,
+            quick_trial=quick_trial,
+            cross_validation_folds=folds,
+            search=search,
+            feature_extraction=feature_extraction,
+        )
+    except ValidationError as exc:
+        raise InvalidInput(f"These training options do not go together: {_reason(exc)}") from exc
     job_config = TrainingJobConfig(
         model_id=model,
         model_version=model_version,
@@ -103,6 +111,10 @@ def train(
         if watch:
             _watch(runtime, job_id)
     _out().print(str(job_id))
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
 
 
 def _queue(runtime: Runtime, job_config: TrainingJobConfig) -> int:

@@ -124,6 +124,9 @@ class TrainingConfig(BaseModel):
         cross_validation_folds: Train this many folds (stratified, grouped) and report
             the mean and spread of their metrics; the last fold's model is kept.
         search: Tune the hyperparameters with Optuna before keeping the best trial.
+        feature_extraction: Embed every image once with the frozen backbone (cached
+            on disk, shared with quality analysis) and train only a new head on the
+            embeddings; augmentation and freezing settings do not apply.
         time_budget_seconds: Stop after the epoch that passes this budget.
         num_workers: Data loader processes; None sizes them to the machine's cores.
     """
@@ -159,6 +162,7 @@ class TrainingConfig(BaseModel):
     quick_trial_epochs: int = Field(2, ge=1, le=10)
     cross_validation_folds: int | None = Field(None, ge=2, le=20)
     search: SearchConfig | None = None
+    feature_extraction: bool = False
     time_budget_seconds: float | None = Field(None, gt=0)
     num_workers: int | None = Field(None, ge=0, le=64)
 
@@ -168,6 +172,13 @@ class TrainingConfig(BaseModel):
             raise ValueError(
                 "choose hyperparameter search or cross-validation for one job, not both"
             )
+        outer = self.search is not None or self.cross_validation_folds is not None
+        if self.feature_extraction and outer:
+            raise ValueError(
+                "feature extraction trains one head; it runs without search or cross-validation"
+            )
+        if self.feature_extraction and not self.use_transfer_learning:
+            raise ValueError("feature extraction needs the model's pretrained weights")
         return self
 
     @property

@@ -24,7 +24,8 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     """Run one attempt of a training job (resuming from its checkpoint if it has one).
 
     A config with a search runs the hyperparameter search, one with folds runs
-    cross-validation, any other one plain training.
+    cross-validation, one with feature extraction trains a head on cached
+    embeddings, any other one runs plain training.
     """
     training = TrainingJobConfig.model_validate(ctx.config).training
     # PyTorch and Optuna load with these modules, only in job processes.
@@ -36,6 +37,10 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         from kai.training.folds import run_cross_validation
 
         return run_cross_validation(ctx)
+    if training.feature_extraction:
+        from kai.training.features import run_feature_extraction
+
+        return run_feature_extraction(ctx)
     from kai.training.runs import run_training
 
     return run_training(ctx)

@@ -256,7 +256,7 @@ def _log_plan(ctx: JobContext, plan: Plan) -> None:
 
 def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
     """The network with its head and frozen groups, the loaders, optimizer and schedule."""
-    weights = _base_weights(ctx, plan) if config.use_transfer_learning else None
+    weights = base_weights(ctx, plan) if config.use_transfer_learning else None
     network, head_replaced = create_network(plan.spec, weights, class_names=plan.samples.classes)
     if head_replaced:
         ctx.log(f"New head for {len(plan.samples.classes)} classes: {plan.samples.classes}")
@@ -280,7 +280,8 @@ def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Run
     )
 
 
-def _base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
+def base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
+    """The path of the version's weights file, copied out of a remote store when needed."""
     local = ctx.blobs.local_path(plan.weights_sha256)
     if local is not None:
         return BaseWeights(local, plan.weights_sha256)
@@ -470,6 +471,8 @@ def _bad_data_named() -> Iterator[None]:
 
 
 def _num_outputs(network: nn.Module) -> int:
+    if isinstance(network, nn.Linear):
+        return int(network.out_features)  # A head trained on cached embeddings.
     head = architectures.head_name(network)
     module = network.get_submodule(head) if head else None
     return int(module.out_features) if isinstance(module, nn.Linear) else 0

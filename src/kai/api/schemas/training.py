@@ -51,6 +51,7 @@ class TrainingStartCreate(ApiModel):
     focus: FocusPreset = FocusPreset.NONE
     unfreeze_every_epochs: int | None = Field(None, ge=1, le=1000)
     layer_decay: float = Field(1.0, gt=0, le=1)
+    feature_extraction: bool = False
 
     @model_validator(mode="after")
     def _one_outer_loop(self) -> TrainingStartCreate:
@@ -82,6 +83,7 @@ class TrainingStartCreate(ApiModel):
             focus=self.focus,
             unfreeze_every_epochs=self.unfreeze_every_epochs,
             layer_decay=self.layer_decay,
+            feature_extraction=self.feature_extraction,
         )
         return TrainingJobConfig(
             model_id=self.model_id,
