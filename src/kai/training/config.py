@@ -129,6 +129,8 @@ class TrainingConfig(BaseModel):
             embeddings; augmentation and freezing settings do not apply.
         time_budget_seconds: Stop after the epoch that passes this budget.
         num_workers: Data loader processes; None sizes them to the machine's cores.
+        distributed_processes: Processes that train the job together with
+            DistributedDataParallel; None runs one per CUDA device (one on the CPU).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -165,6 +167,7 @@ class TrainingConfig(BaseModel):
     feature_extraction: bool = False
     time_budget_seconds: float | None = Field(None, gt=0)
     num_workers: int | None = Field(None, ge=0, le=64)
+    distributed_processes: int | None = Field(None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _one_outer_loop(self) -> TrainingConfig:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
 from kai.errors import InvalidImage
@@ -137,16 +137,27 @@ def create_loader(
     shuffle: bool,
     seed: int,
     num_workers: int | None,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader[tuple[torch.Tensor, int]]:
-    """A loader over ``dataset``; a training batch of one image left over is dropped."""
+    """A loader over ``dataset``; a training batch of one image left over is dropped.
+
+    With ``shard`` (rank, world size) the loader reads that rank's share of the
+    images, reshuffled each epoch once its sampler is told the epoch.
+    """
     workers = loader_workers() if num_workers is None else num_workers
+    sampler: DistributedSampler[int] | None = None
+    if shard is not None:
+        rank, world = shard
+        sampler = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=seed)
+    size = len(sampler) if sampler is not None else len(dataset)
     # Batch norm cannot train on a batch of one image, so such a remainder is skipped.
-    drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    drop_last = shuffle and size > batch_size and size % batch_size == 1
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         generator=generator,
         drop_last=drop_last,

@@ -25,7 +25,8 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
 
     A config with a search runs the hyperparameter search, one with folds runs
     cross-validation, one with feature extraction trains a head on cached
-    embeddings, any other one runs plain training.
+    embeddings, any other one runs plain training, with DistributedDataParallel
+    when there are several devices.
     """
     training = TrainingJobConfig.model_validate(ctx.config).training
     # PyTorch and Optuna load with these modules, only in job processes.
@@ -41,8 +42,12 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         from kai.training.features import run_feature_extraction
 
         return run_feature_extraction(ctx)
+    from kai.training.distributed import run_distributed_training, world_size_for
     from kai.training.runs import run_training
 
+    world_size = world_size_for(training)
+    if world_size > 1:
+        return run_distributed_training(ctx, world_size)
     return run_training(ctx)
 
 

@@ -116,6 +116,10 @@ class RunState:
     trainable_groups: int = 0
     # The share of the job's progress bar this run fills.
     progress_span: tuple[float, float] = (0.0, EPOCHS_END)
+    # Under DistributedDataParallel: the wrapper the training pass runs through, and
+    # what rank 0 tells the other processes before each epoch.
+    trainer: nn.Module | None = None
+    before_epoch: Callable[[int], None] | None = None
 
 
 EpochSink = Callable[["RunState", dict[str, Any]], None]
@@ -254,16 +258,30 @@ def _log_plan(ctx: JobContext, plan: Plan) -> None:
         ctx.log("Quick trial: a small stratified subset, to check the setup before a full run")
 
 
-def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
-    """The network with its head and frozen groups, the loaders, optimizer and schedule."""
+def create_run_state(
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> RunState:
+    """The network with its head and frozen groups, the loaders, optimizer and schedule.
+
+    Args:
+        ctx: The job's context.
+        plan: What the run trains.
+        config: How.
+        shard: ``(rank, world size)`` when this process trains one share of the
+            training split under DistributedDataParallel.
+    """
     weights = base_weights(ctx, plan) if config.use_transfer_learning else None
     network, head_replaced = create_network(plan.spec, weights, class_names=plan.samples.classes)
     if head_replaced:
         ctx.log(f"New head for {len(plan.samples.classes)} classes: {plan.samples.classes}")
     groups = resolve_layer_groups(network, plan.layer_groups)
-    device = choose_device()
+    device = choose_device(shard[0] if shard else 0)
     network = network.to(device.device).to(memory_format=device.memory_format)
-    loaders = create_loaders(ctx, plan, config)
+    loaders = create_loaders(ctx, plan, config, shard)
     optimizer = create_optimizer(network, config, groups)
     plateau = PlateauScale()
     ctx.log(f"Computing on {device.label}")
@@ -291,8 +309,10 @@ def base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
     return BaseWeights(target, plan.weights_sha256)
 
 
-def create_loaders(ctx: JobContext, plan: Plan, config: TrainingConfig) -> dict[str, Loader]:
-    """Loaders for train (shuffled, augmented), val and test (when the version has one)."""
+def create_loaders(
+    ctx: JobContext, plan: Plan, config: TrainingConfig, shard: tuple[int, int] | None = None
+) -> dict[str, Loader]:
+    """Loaders for train (shuffled, augmented, sharded), val and test (when there is one)."""
     spec = plan.spec.input
     splits: dict[str, list[TrainingSample]] = {
         "train": plan.samples.train,
@@ -309,6 +329,7 @@ def create_loaders(ctx: JobContext, plan: Plan, config: TrainingConfig) -> dict[
             shuffle=name == "train",
             seed=config.seed,
             num_workers=config.num_workers,
+            shard=shard if name == "train" else None,
         )
     return loaders
 
@@ -406,11 +427,13 @@ def run_epoch(
             totalEpochs=config.epochs,
         )
 
+    if state.before_epoch is not None:
+        state.before_epoch(epoch)
     apply_freezing(ctx, config, state, epoch)
     set_train_mode(state.network, freeze_batch_norm=config.freeze_batch_norm)
     with _bad_data_named():
         train = train_epoch(
-            state.network,
+            state.trainer or state.network,
             state.loaders["train"],
             optimizer=state.optimizer,
             scheduler=state.scheduler,
