@@ -142,6 +142,7 @@ def create_head_state(
     }
     optimizer = create_optimizer(head, config, [])
     plateau = PlateauScale()
+    ctx.log(f"Computing on {ROWS_PLAN.label}: a linear head over {rows.width} features")
     state = RunState(
         network=head,
         groups=[],
