@@ -20,7 +20,9 @@ from kai.errors import InvalidInput, KaiError
 from kai.runtime import Runtime
 from kai.training import (
     AugmentationPreset,
+    ClassBalance,
     FocusPreset,
+    MonitoredMetric,
     SearchConfig,
     TrainingConfig,
     TrainingJobConfig,
@@ -62,6 +64,12 @@ def train(
         bool, typer.Option(help="Check the setup on a small subset for one or two epochs")
     ] = False,
     folds: Annotated[int | None, typer.Option(min=2, help="k-fold cross-validation")] = None,
+    class_balance: Annotated[
+        ClassBalance, typer.Option(help="Make up for small classes: loss or sampling")
+    ] = ClassBalance.NONE,
+    monitor: Annotated[
+        MonitoredMetric, typer.Option(help="The metric early stopping follows")
+    ] = MonitoredMetric.VAL_LOSS,
     feature_extraction: Annotated[
         bool, typer.Option(help="Train only a head on cached embeddings of the frozen backbone")
     ] = False,
@@ -95,6 +103,8 @@ def train(
             cross_validation_folds=folds,
             search=search,
             feature_extraction=feature_extraction,
+            class_balance=class_balance,
+            early_stopping_metric=monitor,
         )
     except ValidationError as exc:
         raise InvalidInput(f"These training options do not go together: {_reason(exc)}") from exc

@@ -10,7 +10,9 @@ share :class:`TrainingConfig`.
 
 from kai.training.config import (
     AugmentationPreset,
+    ClassBalance,
     FocusPreset,
+    MonitoredMetric,
     OptimizerName,
     ScheduleName,
     SearchConfig,
@@ -23,7 +25,9 @@ from kai.training.starts import TRAIN_JOB, start_training
 __all__ = [
     "TRAIN_JOB",
     "AugmentationPreset",
+    "ClassBalance",
     "FocusPreset",
+    "MonitoredMetric",
     "OptimizerName",
     "ScheduleName",
     "SearchConfig",

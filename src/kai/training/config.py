@@ -37,6 +37,21 @@ class AugmentationPreset(StrEnum):
     STRONG = "strong"
 
 
+class ClassBalance(StrEnum):
+    """How training makes up for classes with fewer images."""
+
+    NONE = "none"
+    LOSS = "loss"  # Cross-entropy weighted by inverse class frequency.
+    SAMPLING = "sampling"  # Batches drawn with replacement, each class equally likely.
+
+
+class MonitoredMetric(StrEnum):
+    """The validation metric early stopping and the kept weights follow."""
+
+    VAL_LOSS = "valLoss"
+    VAL_ACCURACY = "valAccuracy"
+
+
 class FocusPreset(StrEnum):
     """What an ensemble member is steered to look at, through its crops and colours.
 
@@ -96,6 +111,7 @@ class TrainingConfig(BaseModel):
             the validation loss stalls) or ``none``.
         warmup_epochs: Epochs of linear warm-up before the cosine decay.
         label_smoothing: Cross-entropy label smoothing.
+        class_balance: Make up for small classes by weighting the loss or the sampling.
         image_size_px: Input height and width; the model's input spec when None.
         seed: Seeds the split, the shuffling and the new head.
         use_transfer_learning: Start from the model version's weights; when False
@@ -110,10 +126,11 @@ class TrainingConfig(BaseModel):
         head_learning_rate_multiplier: Learning rate of the head relative to the body.
         layer_decay: Each layer group's learning rate is this times the next one's
             toward the head (1 gives every group the same rate).
-        enable_early_stopping: Stop when the validation loss stops improving,
+        enable_early_stopping: Stop when the monitored metric stops improving,
             restoring the best weights.
+        early_stopping_metric: ``valLoss`` (lower is better) or ``valAccuracy``.
         early_stopping_patience: Epochs without improvement before stopping.
-        early_stopping_min_delta: The smallest drop in validation loss that counts.
+        early_stopping_min_delta: The smallest improvement of the metric that counts.
         enable_data_augmentation: Vary the training images.
         augmentation: The augmentation preset.
         focus: A focus preset for ensemble members; overrides the crops and colours.
@@ -144,6 +161,7 @@ class TrainingConfig(BaseModel):
     schedule: ScheduleName = ScheduleName.COSINE
     warmup_epochs: int = Field(1, ge=0, le=100)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_balance: ClassBalance = ClassBalance.NONE
     image_size_px: int | None = Field(None, ge=16, le=1024)
     seed: int = 0
     use_transfer_learning: bool = True
@@ -154,6 +172,7 @@ class TrainingConfig(BaseModel):
     head_learning_rate_multiplier: float = Field(1.0, gt=0, le=100)
     layer_decay: float = Field(1.0, gt=0, le=1)
     enable_early_stopping: bool = True
+    early_stopping_metric: MonitoredMetric = MonitoredMetric.VAL_LOSS
     early_stopping_patience: int = Field(3, ge=1, le=100)
     early_stopping_min_delta: float = Field(0.0, ge=0)
     enable_data_augmentation: bool = True

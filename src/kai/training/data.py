@@ -14,11 +14,17 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Sampler,
+    WeightedRandomSampler,
+)
 from torchvision.transforms import v2
 
 from kai.errors import InvalidImage
@@ -138,21 +144,25 @@ def create_loader(
     seed: int,
     num_workers: int | None,
     shard: tuple[int, int] | None = None,
+    balanced: bool = False,
 ) -> DataLoader[tuple[torch.Tensor, int]]:
     """A loader over ``dataset``; a training batch of one image left over is dropped.
 
     With ``shard`` (rank, world size) the loader reads that rank's share of the
-    images, reshuffled each epoch once its sampler is told the epoch.
+    images, reshuffled each epoch once its sampler is told the epoch. With
+    ``balanced`` it draws images with replacement, every class equally likely.
     """
     workers = loader_workers() if num_workers is None else num_workers
-    sampler: DistributedSampler[int] | None = None
+    generator = torch.Generator().manual_seed(seed)
+    sampler: Sampler[int] | None = None
     if shard is not None:
         rank, world = shard
         sampler = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=seed)
-    size = len(sampler) if sampler is not None else len(dataset)
+    elif balanced:
+        sampler = balanced_sampler(dataset.samples, generator)
+    size = len(sampler) if isinstance(sampler, Sized) else len(dataset)
     # Batch norm cannot train on a batch of one image, so such a remainder is skipped.
     drop_last = shuffle and size > batch_size and size % batch_size == 1
-    generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -162,6 +172,18 @@ def create_loader(
         generator=generator,
         drop_last=drop_last,
         persistent_workers=workers > 0,
+    )
+
+
+def balanced_sampler(
+    samples: Sequence[TrainingSample], generator: torch.Generator
+) -> WeightedRandomSampler:
+    """Draws as many images as there are, with replacement, each class equally likely."""
+    targets = torch.tensor([sample.target for sample in samples], dtype=torch.long)
+    counts = torch.bincount(targets).float()
+    weights = (1.0 / counts.clamp(min=1))[targets]
+    return WeightedRandomSampler(
+        weights.tolist(), len(samples), replacement=True, generator=generator
     )
 
 

@@ -150,7 +150,7 @@ def create_head_state(
         scheduler=create_schedule(optimizer, config, len(loaders["train"]), plateau),
         stopper=EarlyStopper(config.early_stopping_patience, config.early_stopping_min_delta),
         loaders=loaders,  # type: ignore[arg-type]
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        loss_fn=runs.create_loss(plan, config, ROWS_PLAN),
         device=ROWS_PLAN,
         plateau=plateau,
     )

@@ -38,7 +38,7 @@ from kai.jobs.context import JobContext
 from kai.jobs.events import list_events
 from kai.models.formats import LayerGroup, ModelSpec, architectures
 from kai.training import checkpoints
-from kai.training.config import TrainingConfig, TrainingJobConfig
+from kai.training.config import ClassBalance, MonitoredMetric, TrainingConfig, TrainingJobConfig
 from kai.training.data import BlobImageDataset, create_loader, create_transform
 from kai.training.devices import DevicePlan, choose_device, out_of_memory_as
 from kai.training.loop import EarlyStopper, evaluate, train_epoch
@@ -292,10 +292,25 @@ def create_run_state(
         scheduler=create_schedule(optimizer, config, len(loaders["train"]), plateau),
         stopper=EarlyStopper(config.early_stopping_patience, config.early_stopping_min_delta),
         loaders=loaders,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        loss_fn=create_loss(plan, config, device),
         device=device,
         plateau=plateau,
     )
+
+
+def create_loss(plan: Plan, config: TrainingConfig, device: DevicePlan) -> nn.Module:
+    """Cross-entropy with label smoothing, weighted by inverse class frequency on request."""
+    weight = None
+    if config.class_balance is ClassBalance.LOSS:
+        counts = class_counts(plan.samples.train, len(plan.samples.classes))
+        weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device.device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def class_counts(samples: list[TrainingSample], num_classes: int) -> torch.Tensor:
+    """Images per class index, as floats."""
+    targets = torch.tensor([sample.target for sample in samples], dtype=torch.long)
+    return torch.bincount(targets, minlength=num_classes).float()
 
 
 def base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
@@ -323,6 +338,7 @@ def create_loaders(
     loaders = {}
     for name, samples in splits.items():
         transform = create_transform(spec, config, train=name == "train")
+        balanced = name == "train" and config.class_balance is ClassBalance.SAMPLING
         loaders[name] = create_loader(
             BlobImageDataset(samples, ctx.blobs, transform),
             batch_size=config.batch_size,
@@ -330,6 +346,7 @@ def create_loaders(
             seed=config.seed,
             num_workers=config.num_workers,
             shard=shard if name == "train" else None,
+            balanced=balanced and shard is None,
         )
     return loaders
 
@@ -379,7 +396,7 @@ def train_epochs(
         state.elapsed_seconds += time.monotonic() - started
         entry = {"epoch": epoch, "metrics": metrics}
         state.history.append(entry)
-        _track_best(state, epoch)
+        track_best(state, epoch, config)
         sink(state, entry)
         _require_dataset_version(ctx, plan)
         if _should_stop(ctx, config, state, epoch):
@@ -501,9 +518,13 @@ def _num_outputs(network: nn.Module) -> int:
     return int(module.out_features) if isinstance(module, nn.Linear) else 0
 
 
-def _track_best(state: RunState, epoch: int) -> None:
-    val_loss = float(state.history[-1]["metrics"]["valLoss"])
-    if state.stopper.update(val_loss) or not state.best_network:
+def track_best(state: RunState, epoch: int, config: TrainingConfig) -> None:
+    """Feed the epoch's monitored metric to the stopper; keep the weights when it improved."""
+    metric = config.early_stopping_metric
+    value = float(state.history[-1]["metrics"][metric.value])
+    # The stopper looks for a falling value; accuracy rises as it improves.
+    falling = value if metric is MonitoredMetric.VAL_LOSS else -value
+    if state.stopper.update(falling) or not state.best_network:
         state.best_epoch = epoch
         state.best_network = architectures.state_dict_of(state.network)
 
@@ -538,12 +559,15 @@ def _should_stop(ctx: JobContext, config: TrainingConfig, state: RunState, epoch
 
 
 def restore_best(ctx: JobContext, state: RunState, config: TrainingConfig) -> None:
-    """With early stopping on, keep the weights of the epoch with the lowest validation loss."""
+    """With early stopping on, keep the weights of the epoch best on the monitored metric."""
     last = len(state.history)
     if not config.enable_early_stopping or state.best_epoch in (0, last):
         return
     state.network.load_state_dict(state.best_network)
-    ctx.log(f"Restored the weights of epoch {state.best_epoch}, the best on validation loss")
+    ctx.log(
+        f"Restored the weights of epoch {state.best_epoch}, "
+        f"the best on {config.early_stopping_metric.value}"
+    )
 
 
 def evaluate_final(ctx: JobContext, plan: Plan, state: RunState) -> Evaluation:

@@ -9,7 +9,9 @@ from pydantic import AliasChoices, Field, model_validator
 from kai.api.schemas.base import ApiModel
 from kai.training import (
     AugmentationPreset,
+    ClassBalance,
     FocusPreset,
+    MonitoredMetric,
     SearchConfig,
     TrainingConfig,
     TrainingJobConfig,
@@ -52,6 +54,8 @@ class TrainingStartCreate(ApiModel):
     unfreeze_every_epochs: int | None = Field(None, ge=1, le=1000)
     layer_decay: float = Field(1.0, gt=0, le=1)
     feature_extraction: bool = False
+    class_balance: ClassBalance = ClassBalance.NONE
+    early_stopping_metric: MonitoredMetric = MonitoredMetric.VAL_LOSS
 
     @model_validator(mode="after")
     def _one_outer_loop(self) -> TrainingStartCreate:
@@ -84,6 +88,8 @@ class TrainingStartCreate(ApiModel):
             unfreeze_every_epochs=self.unfreeze_every_epochs,
             layer_decay=self.layer_decay,
             feature_extraction=self.feature_extraction,
+            class_balance=self.class_balance,
+            early_stopping_metric=self.early_stopping_metric,
         )
         return TrainingJobConfig(
             model_id=self.model_id,
