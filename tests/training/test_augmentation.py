@@ -8,7 +8,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from kai.models.formats import InputSpec
-from kai.training import AugmentationPreset, FocusPreset, TrainingConfig
+from kai.training import AugmentationPreset, AugmentationStep, FocusPreset, TrainingConfig
 from kai.training.data import create_transform
 
 SPEC = InputSpec(size_px=(32, 32))
@@ -49,3 +49,22 @@ def test_a_focus_preset_leaves_evaluation_images_alone() -> None:
     plain = create_transform(SPEC, TrainingConfig(), train=False)
     focused = create_transform(SPEC, TrainingConfig(focus=FocusPreset.PATTERN), train=False)
     assert kinds(plain) == kinds(focused)
+
+
+def test_an_explicit_list_replaces_the_preset_in_its_order() -> None:
+    steps = [AugmentationStep.VERTICAL_FLIP, AugmentationStep.GREYSCALE]
+    config = TrainingConfig(augmentations=steps)
+    transform = create_transform(SPEC, config, train=True)
+    assert kinds(transform)[:4] == [
+        v2.Resize,
+        v2.CenterCrop,
+        v2.RandomVerticalFlip,
+        v2.RandomGrayscale,
+    ]
+    cropped = TrainingConfig(augmentations=[AugmentationStep.CROP, AugmentationStep.BLUR])
+    assert kinds(create_transform(SPEC, cropped, train=True))[:2] == [
+        v2.RandomResizedCrop,
+        v2.GaussianBlur,
+    ]
+    image = Image.new("RGB", (40, 40), (10, 200, 30))
+    assert transform(image).shape == (3, 32, 32)

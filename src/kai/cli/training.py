@@ -20,6 +20,7 @@ from kai.errors import InvalidInput, KaiError
 from kai.runtime import Runtime
 from kai.training import (
     AugmentationPreset,
+    AugmentationStep,
     ClassBalance,
     FocusPreset,
     MonitoredMetric,
@@ -51,6 +52,10 @@ def train(
     preset: Annotated[
         AugmentationPreset, typer.Option("--augmentation-preset", help="How strongly to vary")
     ] = AugmentationPreset.STANDARD,
+    steps: Annotated[
+        str | None,
+        typer.Option("--augment", help="An explicit list instead of the preset: crop,rotate,..."),
+    ] = None,
     focus: Annotated[
         FocusPreset, typer.Option(help="Steer an ensemble member to texture, colour or pattern")
     ] = FocusPreset.NONE,
@@ -96,6 +101,7 @@ def train(
             enable_data_augmentation=augmentation,
             validation_split=validation_split,
             augmentation=preset,
+            augmentations=_steps(steps),
             focus=focus,
             unfreeze_every_epochs=unfreeze_every,
             layer_decay=layer_decay,
@@ -121,6 +127,19 @@ def train(
         if watch:
             _watch(runtime, job_id)
     _out().print(str(job_id))
+
+
+def _steps(text: str | None) -> list[AugmentationStep] | None:
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {step.value for step in AugmentationStep}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidInput(
+            f"Unknown augmentation step(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
+    return [AugmentationStep(name) for name in names]
 
 
 def _reason(exc: ValidationError) -> str:

@@ -10,6 +10,7 @@ share :class:`TrainingConfig`.
 
 from kai.training.config import (
     AugmentationPreset,
+    AugmentationStep,
     ClassBalance,
     FocusPreset,
     MonitoredMetric,
@@ -25,6 +26,7 @@ from kai.training.starts import TRAIN_JOB, start_training
 __all__ = [
     "TRAIN_JOB",
     "AugmentationPreset",
+    "AugmentationStep",
     "ClassBalance",
     "FocusPreset",
     "MonitoredMetric",

@@ -37,6 +37,19 @@ class AugmentationPreset(StrEnum):
     STRONG = "strong"
 
 
+class AugmentationStep(StrEnum):
+    """One transform of an explicit augmentation list, in the order given."""
+
+    CROP = "crop"  # A random crop of 35 to 100 % of the image, resized to the input.
+    HORIZONTAL_FLIP = "horizontalFlip"
+    VERTICAL_FLIP = "verticalFlip"
+    ROTATE = "rotate"  # Up to 15 degrees either way.
+    COLOUR_JITTER = "colourJitter"  # Brightness, contrast and saturation by up to 20 %.
+    GREYSCALE = "greyscale"  # One image in five.
+    BLUR = "blur"
+    TRIVIAL_AUGMENT = "trivialAugment"
+
+
 class ClassBalance(StrEnum):
     """How training makes up for classes with fewer images."""
 
@@ -133,6 +146,7 @@ class TrainingConfig(BaseModel):
         early_stopping_min_delta: The smallest improvement of the metric that counts.
         enable_data_augmentation: Vary the training images.
         augmentation: The augmentation preset.
+        augmentations: An explicit list of augmentation steps that replaces the preset.
         focus: A focus preset for ensemble members; overrides the crops and colours.
         quick_trial: Check a setup in a minute: a small stratified subset, at most
             ``quick_trial_epochs`` epochs.
@@ -177,6 +191,7 @@ class TrainingConfig(BaseModel):
     early_stopping_min_delta: float = Field(0.0, ge=0)
     enable_data_augmentation: bool = True
     augmentation: AugmentationPreset = AugmentationPreset.STANDARD
+    augmentations: list[AugmentationStep] | None = None
     focus: FocusPreset = FocusPreset.NONE
     quick_trial: bool = False
     quick_trial_images_per_class: int = Field(8, ge=2, le=1000)

@@ -4,7 +4,7 @@ A sample's reduced copy is read from the blob store by address, decoded with
 Pillow, resized to the model's input size and normalised with its mean and
 standard deviation. Training images are varied by one of the presets made
 of torchvision's ``transforms.v2`` (``off``, ``light``, ``standard``,
-``strong``), or by a focus preset that steers an ensemble member toward
+``strong``) or an explicit list of steps, or by a focus preset that steers an ensemble member toward
 texture, colour or pattern; evaluation images get the resize and centre crop
 the model was designed with.
 """
@@ -30,7 +30,12 @@ from torchvision.transforms import v2
 from kai.errors import InvalidImage
 from kai.models.formats import InputSpec
 from kai.storage.blobs import BlobStore
-from kai.training.config import AugmentationPreset, FocusPreset, TrainingConfig
+from kai.training.config import (
+    AugmentationPreset,
+    AugmentationStep,
+    FocusPreset,
+    TrainingConfig,
+)
 from kai.training.samples import TrainingSample
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,8 @@ def create_transform(spec: InputSpec, config: TrainingConfig, *, train: bool) ->
     size = _input_size(spec, config)
     if train and config.focus is not FocusPreset.NONE:
         steps = _focus(size, config.focus)
+    elif train and config.enable_data_augmentation and config.augmentations is not None:
+        steps = explicit_steps(size, config.augmentations, spec.crop_fraction)
     elif train and config.enable_data_augmentation and config.augmentation is not OFF:
         steps = _augmentations(size, config.augmentation)
     else:
@@ -80,6 +87,28 @@ def _augmentations(size: tuple[int, int], preset: AugmentationPreset) -> list[v2
         # Materials have no up or down, so vertical flips add true variety.
         steps += [v2.RandomVerticalFlip(), v2.TrivialAugmentWide()]
     return steps
+
+
+def explicit_steps(
+    size: tuple[int, int], names: Sequence[AugmentationStep], crop_fraction: float
+) -> list[v2.Transform]:
+    """The transforms of an explicit list; without a ``crop`` the image is resized first."""
+    steps: list[v2.Transform] = []
+    if AugmentationStep.CROP not in names:
+        steps = [v2.Resize(round(max(size) / crop_fraction), antialias=True), v2.CenterCrop(size)]
+    made = {
+        AugmentationStep.CROP: lambda: v2.RandomResizedCrop(
+            size, scale=(0.35, 1.0), antialias=True
+        ),
+        AugmentationStep.HORIZONTAL_FLIP: v2.RandomHorizontalFlip,
+        AugmentationStep.VERTICAL_FLIP: v2.RandomVerticalFlip,
+        AugmentationStep.ROTATE: lambda: v2.RandomRotation(15),
+        AugmentationStep.COLOUR_JITTER: lambda: v2.ColorJitter(0.2, 0.2, 0.2),
+        AugmentationStep.GREYSCALE: lambda: v2.RandomGrayscale(p=0.2),
+        AugmentationStep.BLUR: lambda: v2.GaussianBlur(3),
+        AugmentationStep.TRIVIAL_AUGMENT: v2.TrivialAugmentWide,
+    }
+    return steps + [made[name]() for name in names]
 
 
 def _focus(size: tuple[int, int], focus: FocusPreset) -> list[v2.Transform]:

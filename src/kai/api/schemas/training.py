@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, model_validator
 from kai.api.schemas.base import ApiModel
 from kai.training import (
     AugmentationPreset,
+    AugmentationStep,
     ClassBalance,
     FocusPreset,
     MonitoredMetric,
@@ -50,6 +51,7 @@ class TrainingStartCreate(ApiModel):
     quick_trial: bool = False
     cross_validation_folds: int | None = Field(None, ge=2, le=20)
     augmentation: AugmentationPreset = AugmentationPreset.STANDARD
+    augmentations: list[AugmentationStep] | None = None
     focus: FocusPreset = FocusPreset.NONE
     unfreeze_every_epochs: int | None = Field(None, ge=1, le=1000)
     layer_decay: float = Field(1.0, gt=0, le=1)
@@ -84,6 +86,7 @@ class TrainingStartCreate(ApiModel):
             quick_trial=self.quick_trial,
             cross_validation_folds=self.cross_validation_folds,
             augmentation=self.augmentation,
+            augmentations=self.augmentations,
             focus=self.focus,
             unfreeze_every_epochs=self.unfreeze_every_epochs,
             layer_decay=self.layer_decay,
