@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from training_factories import (
+    context,
     dataset_zip,
     events,
     import_dataset,
@@ -23,6 +25,7 @@ from kai.db.tables import JobState, ModelVersion
 from kai.jobs.environment import JobEnvironment
 from kai.storage.blobs import LocalBlobStore
 from kai.training import SearchConfig
+from kai.training.jobs import run_training_job
 from kai.training.search import create_storage, fitting_batch_sizes
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -77,3 +80,41 @@ def test_a_search_runs_its_trials_and_keeps_the_best_trials_model(
 def test_batch_sizes_to_try_fit_the_training_split() -> None:
     assert fitting_batch_sizes(20) == [8, 16]
     assert fitting_batch_sizes(5) == [5]
+
+
+class Killed(BaseException):
+    """Stands in for the process dying: no handler catches it."""
+
+
+def test_a_retried_search_continues_the_study_in_the_database(
+    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+) -> None:
+    dataset_id = import_dataset(settings, database, blobs, dataset_zip(tmp_path / "d.zip", CLASSES))
+    model_id = import_model(settings, database, blobs, tiny_weights(tmp_path / "w.safetensors"))
+    search = SearchConfig(trials=2, startup_trials=2, tune_trainable_layers=False)
+    job_id = queue_training(database, model_id, dataset_id, epochs=1, search=search)
+    first = context(settings, database, blobs, job_id)
+    emit = first.emit
+
+    def emit_then_die(event_type: str, payload: dict[str, Any]) -> int:
+        seq = emit(event_type, payload)
+        if event_type == "trial" and (payload["trial"], payload["status"]) == (1, "running"):
+            raise Killed
+        return seq
+
+    first.emit = emit_then_die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        run_training_job(first)
+
+    results = run_training_job(context(settings, database, blobs, job_id, attempt=2))
+
+    study = optuna.load_study(
+        study_name=f"kai-training-{job_id}",
+        storage=create_storage(settings.resolved_database_url),
+    )
+    states = [trial.state for trial in study.trials]
+    # Trial 0 finished before the kill and is kept; the killed trial 1 is failed, not rerun.
+    assert states[0] is optuna.trial.TrialState.COMPLETE
+    assert states[1] is optuna.trial.TrialState.FAIL
+    assert states[2:] == [optuna.trial.TrialState.COMPLETE]
+    assert results["search"]["trials"] == {"complete": 2, "fail": 1}

@@ -55,6 +55,7 @@ class TrainingStartCreate(ApiModel):
     focus: FocusPreset = FocusPreset.NONE
     unfreeze_every_epochs: int | None = Field(None, ge=1, le=1000)
     layer_decay: float = Field(1.0, gt=0, le=1)
+    freeze_batch_norm: bool = False
     feature_extraction: bool = False
     class_balance: ClassBalance = ClassBalance.NONE
     early_stopping_metric: MonitoredMetric = MonitoredMetric.VAL_LOSS
@@ -90,6 +91,7 @@ class TrainingStartCreate(ApiModel):
             focus=self.focus,
             unfreeze_every_epochs=self.unfreeze_every_epochs,
             layer_decay=self.layer_decay,
+            freeze_batch_norm=self.freeze_batch_norm,
             feature_extraction=self.feature_extraction,
             class_balance=self.class_balance,
             early_stopping_metric=self.early_stopping_metric,
