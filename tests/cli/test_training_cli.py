@@ -57,3 +57,15 @@ def test_train_watch_follows_a_quick_trial_and_jobs_watch_replays_it(
     code, _, err = kai(settings, "jobs", "watch", "9999")
     assert code == 1
     assert "9999" in err
+
+
+def test_train_refuses_options_that_do_not_go_together(settings: Settings) -> None:
+    code, _, err = kai(
+        settings, "train", "--model", "1", "--dataset", "1", "--folds", "3", "--search-trials", "4"
+    )
+    assert code == 1
+    assert "search or cross-validation for one job, not both" in err
+
+    code, _, err = kai(settings, "train", "--model", "1", "--dataset", "1", "--augment", "spin")
+    assert code == 1
+    assert "Unknown augmentation step(s) spin" in err

@@ -103,7 +103,7 @@ def open_study(ctx: JobContext, config: TrainingConfig, search: SearchConfig) ->
     )
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # One process runs a job's trials, so a running trial is an earlier attempt's.
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
     return study
 
 
