@@ -403,7 +403,10 @@ def _model_tensors(setup: Setup) -> dict[str, Any]:
             )
         )
         sha256 = session.scalar(
-            select(ModelArtifact.blob_sha256).where(ModelArtifact.version_id == version_id)
+            select(ModelArtifact.blob_sha256).where(
+                ModelArtifact.version_id == version_id,
+                ModelArtifact.name == "weights.safetensors",
+            )
         )
     path = setup.blobs.local_path(str(sha256))
     assert path is not None
