@@ -2257,6 +2257,11 @@ export interface components {
              */
             layerDecay?: number;
             /**
+             * Freezebatchnorm
+             * @default false
+             */
+            freezeBatchNorm?: boolean;
+            /**
              * Featureextraction
              * @default false
              */
