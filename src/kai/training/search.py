@@ -5,11 +5,11 @@ A search is a ``training.run`` job whose config carries a
 the hyperparameters TPE suggests, reports its validation accuracy after
 every epoch (the pruner stops trials that trail the median) and appears as
 ``trial`` events. The study lives in Kai's own database through Optuna's
-RDB storage under the name ``kai-training-<job id>``, so a retried attempt
-continues it and other workers that open the same study add trials to the
-same count. The best trial's weights are kept on disk as trials finish and
-become the job's model version; its epochs are sent as ``metrics`` events
-once, at the end.
+RDB storage under the name ``kai-training-<job id>``, so an attempt retried
+on any worker continues it, and the trial count is over every finished
+trial the study holds, whichever process ran it. The best trial's weights
+are kept beside the job's checkpoint as trials finish and become the job's
+model version; its epochs are sent as ``metrics`` events once, at the end.
 """
 
 from __future__ import annotations
