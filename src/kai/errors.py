@@ -12,8 +12,9 @@ and the CLI prints their messages. Every class carries a stable ``code``.
     │   ├── InvalidDatasetLayout  files do not form a classification dataset
     │   ├── UnsafeDownload        a URL or its answer breaks a download safety rule
     │   ├── DownloadFailed        the server was unreachable or did not deliver the file
-    │   └── UnsafeModelFile       a model file could run code or fails its checksum
-    │       └── CorruptModelFile  a model file is damaged or in no format Kai reads
+    │   ├── UnsafeModelFile       a model file could run code or fails its checksum
+    │   │   └── CorruptModelFile  a model file is damaged or in no format Kai reads
+    │   └── TrainingDiverged      a training run's loss stopped being finite
     ├── TooLarge                  an upload or entry is over a configured limit
     ├── NotFound                  the named resource does not exist
     ├── Conflict                  the resource's state forbids the change
@@ -101,6 +102,12 @@ class CorruptModelFile(UnsafeModelFile):
     """A model file is damaged, truncated or in no format Kai reads."""
 
     code = "corrupt_model_file"
+
+
+class TrainingDiverged(InvalidInput):
+    """A training run's loss became NaN or infinite: the settings make it diverge."""
+
+    code = "training_diverged"
 
 
 class TooLarge(KaiError):

@@ -91,7 +91,12 @@ def test_the_old_spelling_of_the_transfer_flag_is_accepted(
 @pytest.mark.parametrize(
     ("model_format", "changes", "words"),
     [
-        ("pytorch_state_dict", {"enableHyperparameterTuning": True}, "hyperparameter search"),
+        (
+            "pytorch_state_dict",
+            {"enableHyperparameterTuning": True, "crossValidationFolds": 2},
+            "not both",
+        ),
+        ("pytorch_state_dict", {"crossValidationFolds": 5}, "class 'ceramic' has images (4)"),
         ("onnx", {}, "feature extraction for ONNX and TorchScript"),
         ("torchscript", {}, "not available yet"),
         ("pytorch_state_dict", {"batchSize": 64}, "batchSize 64 is larger than the training"),
@@ -114,6 +119,20 @@ def test_requests_that_cannot_train_are_refused_before_a_job_starts(
     assert words in response.text
     jobs = client.get("/api/admin/jobs", headers=admin.headers).json()["items"]
     assert not [job for job in jobs if job["type"] == "training.run"]
+
+
+def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "pytorch_state_dict")
+    body = request(model_id, dataset_id, enableHyperparameterTuning=True, searchTrials=5)
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    search = read.json()["config"]["training"]["search"]
+    assert search["trials"] == 5
+    assert search["time_budget_seconds"] == 3600.0
+    assert search["tune_learning_rate"] and search["tune_trainable_layers"]
 
 
 def test_viewers_cannot_start_training(

@@ -6,7 +6,6 @@ handful of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,24 @@ from training_factories import (
     COLOURS,
     context,
     dataset_zip,
+    events,
     image_bytes,
     import_dataset,
     import_model,
     queue_dataset,
+    queue_training,
+    read_job,
+    run_all,
     tiny_weights,
 )
 
 from kai.config import Settings
 from kai.db.engine import Database
-from kai.db.tables import Job, JobEvent, JobState, ModelVersion
-from kai.jobs.environment import JobEnvironment, create_job_environment
-from kai.jobs.events import list_events
-from kai.jobs.leases import claim_job, new_lease_owner
-from kai.jobs.registry import JobRegistry
-from kai.jobs.runner import run_claimed_job
+from kai.db.tables import JobState, ModelVersion
+from kai.jobs.environment import JobEnvironment
 from kai.models import PredictorCache, list_evaluations, load_request_for, predict_images
-from kai.registrations import register_job_handlers
 from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
-from kai.training import TrainingConfig, TrainingJobConfig, start_training
 from kai.training.checkpoints import checkpoint_dir
 from kai.training.jobs import run_training_job
 
@@ -42,51 +39,6 @@ pytestmark = [pytest.mark.db, pytest.mark.slow]
 
 CLASSES = {"ceramic": 4, "stone": 4, "wood": 4}
 LIMITS = ImageLimits.from_settings(Settings())
-
-
-def fast_config(**changes: Any) -> TrainingConfig:
-    base: dict[str, Any] = {
-        "epochs": 2,
-        "batch_size": 4,
-        "num_workers": 0,
-        "enable_early_stopping": False,
-        "validation_split": 0.25,
-    }
-    return TrainingConfig(**(base | changes))
-
-
-@pytest.fixture
-def env(settings: Settings, database: Database) -> Iterator[JobEnvironment]:
-    registry = JobRegistry()
-    register_job_handlers(registry)
-    environment = create_job_environment(settings, registry)
-    yield environment
-    environment.close()
-
-
-def queue_training(database: Database, model_id: int, dataset_id: int, **changes: Any) -> int:
-    job_config = TrainingJobConfig(
-        model_id=model_id, dataset_id=dataset_id, training=fast_config(**changes)
-    )
-    with database.session() as session:
-        return start_training(session, job_config).id
-
-
-def run_all(env: JobEnvironment) -> None:
-    while (claim := claim_job(env.db, owner=new_lease_owner(), lease_seconds=30)) is not None:
-        run_claimed_job(env, claim)
-
-
-def read_job(database: Database, job_id: int) -> Job:
-    with database.session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
-
-
-def events(database: Database, job_id: int, event_type: str) -> list[JobEvent]:
-    with database.session() as session:
-        return [e for e in list_events(session, job_id) if e.type == event_type]
 
 
 def test_a_run_reports_each_epoch_and_writes_a_version_that_predicts(

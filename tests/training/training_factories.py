@@ -17,13 +17,18 @@ from kai.config import Settings
 from kai.datasets import ImportSource, SourceKind, start_import
 from kai.datasets.handlers import run_import as run_dataset_import
 from kai.db.engine import Database
-from kai.db.tables import Job, JobState
+from kai.db.tables import Job, JobEvent, JobState
 from kai.jobs.context import JobContext
+from kai.jobs.environment import JobEnvironment
+from kai.jobs.events import list_events
+from kai.jobs.leases import claim_job, new_lease_owner
+from kai.jobs.runner import run_claimed_job
 from kai.models import ModelSource, start_model_import
 from kai.models import SourceKind as ModelSourceKind
 from kai.models.formats import ImportOptions
 from kai.models.handlers import run_import as run_model_import
 from kai.storage.blobs import BlobStore
+from kai.training import TrainingConfig, TrainingJobConfig, start_training
 
 TINY_ARCHITECTURE = "test_efficientnet"
 SIZE_PX = 32
@@ -119,3 +124,54 @@ def mark_succeeded(database: Database, job_id: int) -> None:
         job = session.get(Job, job_id)
         assert job is not None
         job.state = JobState.SUCCEEDED
+
+
+def fast_config(**changes: Any) -> TrainingConfig:
+    """A training config for 32-px images: two epochs, small batches, no loader processes."""
+    base: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 4,
+        "num_workers": 0,
+        "enable_early_stopping": False,
+        "validation_split": 0.25,
+    }
+    return TrainingConfig(**(base | changes))
+
+
+def queue_training(
+    database: Database,
+    model_id: int,
+    dataset_id: int,
+    *,
+    model_version: int | None = None,
+    **changes: Any,
+) -> int:
+    """Queue a training job with :func:`fast_config` and ``changes``; returns its id."""
+    job_config = TrainingJobConfig(
+        model_id=model_id,
+        model_version=model_version,
+        dataset_id=dataset_id,
+        training=fast_config(**changes),
+    )
+    with database.session() as session:
+        return start_training(session, job_config).id
+
+
+def run_all(env: JobEnvironment) -> None:
+    """Run every queued job through the real runner, each in its own process."""
+    while (claim := claim_job(env.db, owner=new_lease_owner(), lease_seconds=30)) is not None:
+        run_claimed_job(env, claim)
+
+
+def read_job(database: Database, job_id: int) -> Job:
+    """The job's row as stored now."""
+    with database.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def events(database: Database, job_id: int, event_type: str) -> list[JobEvent]:
+    """The job's stored events of one type, oldest first."""
+    with database.session() as session:
+        return [e for e in list_events(session, job_id) if e.type == event_type]

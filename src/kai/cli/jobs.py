@@ -1,4 +1,4 @@
-"""``kai jobs``: list, show and cancel jobs."""
+"""``kai jobs``: list, show, watch and cancel jobs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import typer
 
 from kai.cli import _presentation
 from kai.cli._context import open_runtime
+from kai.cli._watching import follow_job
 from kai.db.tables import JobState
 from kai.jobs.events import list_events
 from kai.jobs.records import get_job, list_jobs, request_cancel
+from kai.runtime import Runtime
 
 app = typer.Typer(help="Inspect and cancel jobs.", no_args_is_help=True)
 
@@ -42,6 +44,26 @@ def show_job_command(
         job = get_job(session, job_id)
         stored = list_events(session, job_id) if events else []
     _presentation.show_job(job, stored)
+
+
+@app.command("watch")
+def watch_job_command(
+    ctx: typer.Context,
+    job_id: Annotated[int, typer.Argument(help="The job's id")],
+) -> None:
+    """Follow a job live until it ends: progress, epochs, trials; exits 1 unless it succeeds."""
+    with open_runtime(ctx) as runtime:
+        get_job_in(runtime, job_id)
+        job = follow_job(runtime, job_id, run_here=False)
+    _presentation.show_job(job)
+    if job.state is not JobState.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def get_job_in(runtime: Runtime, job_id: int) -> None:
+    """Raise NotFound before watching a job that does not exist."""
+    with runtime.db.session() as session:
+        get_job(session, job_id)
 
 
 @app.command("cancel")

@@ -3,14 +3,20 @@
 A ``training.run`` job fine-tunes a PyTorch model version on a dataset
 version's reduced images, reports progress and per-epoch metrics as job
 events, checkpoints every epoch, and writes the trained weights as a new
-version of the model with its lineage. The API, the CLI and the workers
+version of the model with its lineage. The same job can search the
+hyperparameters with Optuna first, or cross-validate over k folds. The API, the CLI and the workers
 share :class:`TrainingConfig`.
 """
 
 from kai.training.config import (
     AugmentationPreset,
+    AugmentationStep,
+    ClassBalance,
+    FocusPreset,
+    MonitoredMetric,
     OptimizerName,
     ScheduleName,
+    SearchConfig,
     TrainingConfig,
     TrainingJobConfig,
 )
@@ -20,8 +26,13 @@ from kai.training.starts import TRAIN_JOB, start_training
 __all__ = [
     "TRAIN_JOB",
     "AugmentationPreset",
+    "AugmentationStep",
+    "ClassBalance",
+    "FocusPreset",
+    "MonitoredMetric",
     "OptimizerName",
     "ScheduleName",
+    "SearchConfig",
     "TrainingConfig",
     "TrainingJobConfig",
     "register_job_handlers",

@@ -36,6 +36,7 @@ class Checkpoint:
         best_epoch: The epoch with the lowest validation loss.
         best_network: The network's state dict at ``best_epoch``.
         stopper: The early stopping state.
+        schedule: The learning-rate schedule's own state (the plateau scale).
         elapsed_seconds: Training time spent over all attempts.
     """
 
@@ -47,6 +48,7 @@ class Checkpoint:
     best_epoch: int = 0
     best_network: dict[str, torch.Tensor] = field(default_factory=dict)
     stopper: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
+from kai.training.config import TrainingJobConfig
 from kai.training.starts import TRAIN_JOB
 
 
@@ -20,9 +21,33 @@ def register_job_handlers(registry: JobRegistry) -> None:
 
 
 def run_training_job(ctx: JobContext) -> dict[str, Any]:
-    """Run one attempt of a training job (resuming from its checkpoint if it has one)."""
-    from kai.training.runs import run_training  # PyTorch loads with it, only in job processes.
+    """Run one attempt of a training job (resuming from its checkpoint if it has one).
 
+    A config with a search runs the hyperparameter search, one with folds runs
+    cross-validation, one with feature extraction trains a head on cached
+    embeddings, any other one runs plain training, with DistributedDataParallel
+    when there are several devices.
+    """
+    training = TrainingJobConfig.model_validate(ctx.config).training
+    # PyTorch and Optuna load with these modules, only in job processes.
+    if training.search is not None:
+        from kai.training.search import run_search
+
+        return run_search(ctx)
+    if training.cross_validation_folds is not None:
+        from kai.training.folds import run_cross_validation
+
+        return run_cross_validation(ctx)
+    if training.feature_extraction:
+        from kai.training.features import run_feature_extraction
+
+        return run_feature_extraction(ctx)
+    from kai.training.distributed import run_distributed_training, world_size_for
+    from kai.training.runs import run_training
+
+    world_size = world_size_for(training)
+    if world_size > 1:
+        return run_distributed_training(ctx, world_size)
     return run_training(ctx)
 
 

@@ -1,8 +1,7 @@
 """One epoch of training, one pass of evaluation, and early stopping.
 
-Batches go through the network in channels-last memory format, which CPU
-convolutions run several times faster, in fp32 (bf16 autocast is slower on
-CPUs without native bf16). A callback after each batch lets the job check
+Batches go to the device in the layout and precision its
+:class:`~kai.training.devices.DevicePlan` chose. A callback after each batch lets the job check
 for cancellation and report progress, so a cancel takes effect within one
 batch. A loss that stops being finite ends the run with advice.
 """
@@ -18,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kai.errors import InvalidInput
+from kai.errors import TrainingDiverged
+from kai.training.devices import CPU_PLAN, DevicePlan
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +81,19 @@ def train_epoch(
     loss_fn: nn.Module,
     epoch: int,
     after_batch: BatchCallback,
+    device: DevicePlan = CPU_PLAN,
 ) -> PassStats:
     """One optimisation pass over ``batches``; the caller sets the network's mode.
 
     Raises:
-        InvalidInput: The loss became NaN or infinite (the run diverged).
+        TrainingDiverged: The loss became NaN or infinite (the run diverged).
     """
     tally = _Tally()
     num_classes = 0
-    for index, (images, target) in enumerate(batches):
-        logits = network(images.contiguous(memory_format=torch.channels_last))
+    for index, (images, labels) in enumerate(batches):
+        target = labels.to(device.device, non_blocking=True)
+        with device.autocast():
+            logits = network(device.images(images)).float()
         loss = loss_fn(logits, target)
         if not torch.isfinite(loss):
             raise diverged(epoch)
@@ -105,22 +108,29 @@ def train_epoch(
 
 
 def evaluate(
-    network: nn.Module, batches: Batches, *, loss_fn: nn.Module, after_batch: BatchCallback
+    network: nn.Module,
+    batches: Batches,
+    *,
+    loss_fn: nn.Module,
+    after_batch: BatchCallback,
+    device: DevicePlan = CPU_PLAN,
 ) -> tuple[PassStats, torch.Tensor, torch.Tensor]:
     """Loss and accuracy over ``batches`` without gradients; also every logit and target.
 
     Returns:
-        The pass's stats, logits ``(N, num_classes)`` and targets ``(N,)``.
+        The pass's stats, logits ``(N, num_classes)`` and targets ``(N,)``, on the CPU.
     """
     network.eval()
     tally = _Tally()
     all_logits, all_targets = [], []
     with torch.inference_mode():
-        for index, (images, target) in enumerate(batches):
-            logits = network(images.contiguous(memory_format=torch.channels_last))
+        for index, (images, labels) in enumerate(batches):
+            target = labels.to(device.device, non_blocking=True)
+            with device.autocast():
+                logits = network(device.images(images)).float()
             tally.add(logits, target, loss_fn(logits, target))
-            all_logits.append(logits)
-            all_targets.append(target)
+            all_logits.append(logits.cpu())
+            all_targets.append(target.cpu())
             after_batch(index + 1)
     logits_all = torch.cat(all_logits) if all_logits else torch.empty(0, 0)
     targets_all = torch.cat(all_targets) if all_targets else torch.empty(0, dtype=torch.long)
@@ -128,10 +138,11 @@ def evaluate(
     return tally.stats(num_classes), logits_all, targets_all
 
 
-def diverged(epoch: int) -> InvalidInput:
+def diverged(epoch: int) -> TrainingDiverged:
     """The error of a run whose loss stopped being finite."""
-    return InvalidInput(
-        f"training diverged at epoch {epoch}: lower the learning rate",
+    return TrainingDiverged(
+        f"training diverged at epoch {epoch}: the loss became NaN or infinite; "
+        "lower the learning rate (a tenth is a good next try) or turn on warm-up",
         details={"epoch": epoch},
     )
 

@@ -6,14 +6,18 @@ weights  ->  evaluate  ->  write the new model version.
 
 Every epoch ends with a checkpoint and then its ``metrics`` event, so a
 retried attempt resumes after the last finished epoch and repeats none of
-its events. Only the job handler imports this module: it pulls in PyTorch.
+its events. Hyperparameter search (``search.py``) and cross-validation
+(``folds.py``) reuse these steps with their own epoch sinks. Only the job
+handler imports this module: it pulls in PyTorch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,19 +31,25 @@ from torch.utils.data import DataLoader
 
 from kai import datasets, models
 from kai.db.tables import DatasetVersion, ModelArtifact, ModelVersion
-from kai.errors import InvalidInput, NotFound
+from kai.errors import InvalidImage, InvalidInput, NotFound
 from kai.evaluation import Evaluation, headline, record_model_evaluation
 from kai.evaluation import evaluate as evaluate_predictions
 from kai.jobs.context import JobContext
 from kai.jobs.events import list_events
 from kai.models.formats import LayerGroup, ModelSpec, architectures
 from kai.training import checkpoints
-from kai.training.config import TrainingConfig, TrainingJobConfig
+from kai.training.config import ClassBalance, MonitoredMetric, TrainingConfig, TrainingJobConfig
 from kai.training.data import BlobImageDataset, create_loader, create_transform
+from kai.training.devices import DevicePlan, choose_device, out_of_memory_as
 from kai.training.loop import EarlyStopper, evaluate, train_epoch
-from kai.training.metrics import EpochTiming, compute_epoch_metrics
-from kai.training.samples import SplitSamples, TrainingSample, load_split_samples
-from kai.training.schedules import create_schedule
+from kai.training.metrics import EpochTiming, advice_for, compute_epoch_metrics, diagnose
+from kai.training.samples import (
+    SplitSamples,
+    TrainingSample,
+    load_split_samples,
+    stratified_subset,
+)
+from kai.training.schedules import PlateauScale, create_schedule
 from kai.training.starts import check_dataset_version, check_model_version
 from kai.training.transfer import (
     BaseWeights,
@@ -48,6 +58,7 @@ from kai.training.transfer import (
     freeze_base,
     resolve_layer_groups,
     set_train_mode,
+    trainable_count_at,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,6 +69,10 @@ PLAN_NAME = "plan.json"
 EPOCHS_END = 0.95
 
 Loader = DataLoader[tuple[torch.Tensor, int]]
+OUT_OF_MEMORY = (
+    "training ran out of memory: lower batchSize (halve it) or the image size, "
+    "or freeze more of the base model"
+)
 
 
 @dataclass(frozen=True)
@@ -92,32 +107,64 @@ class RunState:
     stopper: EarlyStopper
     loaders: dict[str, Loader]
     loss_fn: nn.Module
+    device: DevicePlan
+    plateau: PlateauScale = field(default_factory=PlateauScale)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     best_network: dict[str, torch.Tensor] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
+    trainable_groups: int = 0
+    # The share of the job's progress bar this run fills.
+    progress_span: tuple[float, float] = (0.0, EPOCHS_END)
+    # Under DistributedDataParallel: the wrapper the training pass runs through, and
+    # what rank 0 tells the other processes before each epoch.
+    trainer: nn.Module | None = None
+    before_epoch: Callable[[int], None] | None = None
+
+
+EpochSink = Callable[["RunState", dict[str, Any]], None]
 
 
 def run_training(ctx: JobContext) -> dict[str, Any]:
     """Train the job's model on its dataset and write the result as a new model version."""
-    job_config = TrainingJobConfig.model_validate(ctx.config)
-    config = job_config.training
-    folder = checkpoints.checkpoint_dir(ctx.settings.resolved_data_dir, ctx.job_id)
-    ctx.progress(0.0, stage="prepare", force=True)
+    job_config, config, folder = prepare(ctx)
     plan = resolve_plan(ctx, job_config, folder)
 
     torch.manual_seed(config.seed)
     state = create_run_state(ctx, plan, config)
     resume(ctx, state, folder)
-    stopped_early = train_epochs(ctx, config, state, folder)
+    stopped_early = train_epochs(ctx, config, state, checkpoint_sink(ctx, folder), plan)
     restore_best(ctx, state, config)
+    return finish(ctx, plan, config, state, folder) | {"stoppedEarly": stopped_early}
 
+
+def prepare(ctx: JobContext) -> tuple[TrainingJobConfig, TrainingConfig, Path]:
+    """The job's config (a quick trial caps the epochs) and its checkpoint folder."""
+    job_config = TrainingJobConfig.model_validate(ctx.config)
+    config = job_config.training
+    if config.quick_trial:
+        config = config.model_copy(update={"epochs": config.planned_epochs})
+    ctx.progress(0.0, stage="prepare", force=True)
+    folder = checkpoints.checkpoint_dir(ctx.settings.resolved_data_dir, ctx.job_id)
+    return job_config, config, folder
+
+
+def finish(
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    state: RunState,
+    folder: Path,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the kept network, write the new version, drop the checkpoints; the results."""
     ctx.progress(EPOCHS_END, stage="evaluate", force=True)
-    evaluation = evaluate_final(ctx, plan, state)
-    results = write_results(ctx, plan, config, state, evaluation)
+    with out_of_memory_as(OUT_OF_MEMORY):
+        evaluation = evaluate_final(ctx, plan, state)
+    results = write_results(ctx, plan, config, state, evaluation, extra or {})
     checkpoints.remove_checkpoints(folder)
     ctx.progress(1.0, stage="done", force=True)
-    return {**results, "stoppedEarly": stopped_early}
+    return results
 
 
 def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -> Plan:
@@ -132,6 +179,8 @@ def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -
         samples = load_split_samples(
             session, dataset_version, validation_split=config.validation_split, seed=config.seed
         )
+        if config.quick_trial:
+            samples = _quick_trial_samples(samples, config)
         plan = Plan(
             model_version_id=model_version.id,
             dataset_version_id=dataset_version.id,
@@ -143,6 +192,18 @@ def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -
     _pin(folder, plan)
     _log_plan(ctx, plan)
     return plan
+
+
+def _quick_trial_samples(samples: SplitSamples, config: TrainingConfig) -> SplitSamples:
+    per_class = config.quick_trial_images_per_class
+    # Validation keeps a quarter as many per class, at least one, so the check stays fast.
+    val_per_class = max(1, per_class // 4)
+    return replace(
+        samples,
+        train=stratified_subset(samples.train, per_class, config.seed),
+        val=stratified_subset(samples.val, val_per_class, config.seed),
+        test=stratified_subset(samples.test, val_per_class, config.seed),
+    )
 
 
 def _read_pinned(folder: Path) -> dict[str, int]:
@@ -193,36 +254,67 @@ def _log_plan(ctx: JobContext, plan: Plan) -> None:
         f"Training {plan.spec.architecture} on {len(samples.classes)} classes: "
         f"{len(samples.train)} training and {len(samples.val)} validation images{made}"
     )
+    if TrainingJobConfig.model_validate(ctx.config).training.quick_trial:
+        ctx.log("Quick trial: a small stratified subset, to check the setup before a full run")
 
 
-def create_run_state(ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
-    """The network with its head and frozen groups, the loaders, optimizer and schedule."""
-    weights = _base_weights(ctx, plan) if config.use_transfer_learning else None
+def create_run_state(
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> RunState:
+    """The network with its head and frozen groups, the loaders, optimizer and schedule.
+
+    Args:
+        ctx: The job's context.
+        plan: What the run trains.
+        config: How.
+        shard: ``(rank, world size)`` when this process trains one share of the
+            training split under DistributedDataParallel.
+    """
+    weights = base_weights(ctx, plan) if config.use_transfer_learning else None
     network, head_replaced = create_network(plan.spec, weights, class_names=plan.samples.classes)
     if head_replaced:
         ctx.log(f"New head for {len(plan.samples.classes)} classes: {plan.samples.classes}")
     groups = resolve_layer_groups(network, plan.layer_groups)
-    if config.freeze_base_model:
-        trainable = freeze_base(network, groups, config.trainable_layers_count)
-        ctx.log(
-            f"Base frozen: the last {config.trainable_layers_count} layer group(s) train, "
-            f"{trainable} parameters"
-        )
-    network = network.to(memory_format=torch.channels_last)
-    loaders = create_loaders(ctx, plan, config)
-    optimizer = create_optimizer(network, config, groups[-1].modules if groups else [])
+    device = choose_device(shard[0] if shard else 0)
+    network = network.to(device.device).to(memory_format=device.memory_format)
+    loaders = create_loaders(ctx, plan, config, shard)
+    optimizer = create_optimizer(network, config, groups)
+    plateau = PlateauScale()
+    ctx.log(f"Computing on {device.label}")
     return RunState(
         network=network,
         groups=groups,
         optimizer=optimizer,
-        scheduler=create_schedule(optimizer, config, len(loaders["train"])),
+        scheduler=create_schedule(optimizer, config, len(loaders["train"]), plateau),
         stopper=EarlyStopper(config.early_stopping_patience, config.early_stopping_min_delta),
         loaders=loaders,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        loss_fn=create_loss(plan, config, device),
+        device=device,
+        plateau=plateau,
     )
 
 
-def _base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
+def create_loss(plan: Plan, config: TrainingConfig, device: DevicePlan) -> nn.Module:
+    """Cross-entropy with label smoothing, weighted by inverse class frequency on request."""
+    weight = None
+    if config.class_balance is ClassBalance.LOSS:
+        counts = class_counts(plan.samples.train, len(plan.samples.classes))
+        weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device.device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def class_counts(samples: list[TrainingSample], num_classes: int) -> torch.Tensor:
+    """Images per class index, as floats."""
+    targets = torch.tensor([sample.target for sample in samples], dtype=torch.long)
+    return torch.bincount(targets, minlength=num_classes).float()
+
+
+def base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
+    """The path of the version's weights file, copied out of a remote store when needed."""
     local = ctx.blobs.local_path(plan.weights_sha256)
     if local is not None:
         return BaseWeights(local, plan.weights_sha256)
@@ -232,8 +324,10 @@ def _base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
     return BaseWeights(target, plan.weights_sha256)
 
 
-def create_loaders(ctx: JobContext, plan: Plan, config: TrainingConfig) -> dict[str, Loader]:
-    """Loaders for train (shuffled, augmented), val and test (when the version has one)."""
+def create_loaders(
+    ctx: JobContext, plan: Plan, config: TrainingConfig, shard: tuple[int, int] | None = None
+) -> dict[str, Loader]:
+    """Loaders for train (shuffled, augmented, sharded), val and test (when there is one)."""
     spec = plan.spec.input
     splits: dict[str, list[TrainingSample]] = {
         "train": plan.samples.train,
@@ -244,12 +338,15 @@ def create_loaders(ctx: JobContext, plan: Plan, config: TrainingConfig) -> dict[
     loaders = {}
     for name, samples in splits.items():
         transform = create_transform(spec, config, train=name == "train")
+        balanced = name == "train" and config.class_balance is ClassBalance.SAMPLING
         loaders[name] = create_loader(
             BlobImageDataset(samples, ctx.blobs, transform),
             batch_size=config.batch_size,
             shuffle=name == "train",
             seed=config.seed,
             num_workers=config.num_workers,
+            shard=shard if name == "train" else None,
+            balanced=balanced and shard is None,
         )
     return loaders
 
@@ -263,6 +360,7 @@ def resume(ctx: JobContext, state: RunState, folder: Path) -> None:
     state.optimizer.load_state_dict(saved.optimizer)
     state.scheduler.load_state_dict(saved.scheduler)
     state.stopper.restore(saved.stopper)
+    state.plateau.restore(saved.schedule)
     state.history = list(saved.history)
     state.best_epoch, state.best_network = saved.best_epoch, dict(saved.best_network)
     state.elapsed_seconds = saved.elapsed_seconds
@@ -282,20 +380,50 @@ def _emit_missing_metrics(ctx: JobContext, history: list[dict[str, Any]]) -> Non
             ctx.emit("metrics", entry)
 
 
-def train_epochs(ctx: JobContext, config: TrainingConfig, state: RunState, folder: Path) -> bool:
-    """Train from the epoch after the last checkpoint; returns whether it stopped early."""
+def train_epochs(
+    ctx: JobContext, config: TrainingConfig, state: RunState, sink: EpochSink, plan: Plan
+) -> bool:
+    """Train from the epoch after the last checkpoint; returns whether it stopped early.
+
+    Each finished epoch goes to ``sink``: the plain run checkpoints and emits it, a
+    search trial reports it to Optuna.
+    """
     first = len(state.history) + 1
     for epoch in range(first, config.epochs + 1):
         started = time.monotonic()
-        metrics = run_epoch(ctx, config, state, epoch)
+        with out_of_memory_as(OUT_OF_MEMORY):
+            metrics = run_epoch(ctx, config, state, epoch)
         state.elapsed_seconds += time.monotonic() - started
         entry = {"epoch": epoch, "metrics": metrics}
         state.history.append(entry)
-        _save(state, folder, epoch)
-        ctx.emit("metrics", entry)
+        track_best(state, epoch, config)
+        sink(state, entry)
+        _require_dataset_version(ctx, plan)
         if _should_stop(ctx, config, state, epoch):
             return epoch < config.epochs
     return False
+
+
+def checkpoint_sink(ctx: JobContext, folder: Path) -> EpochSink:
+    """The plain run's sink: a checkpoint, then the ``metrics`` event and any advice."""
+
+    def sink(state: RunState, entry: dict[str, Any]) -> None:
+        _save(state, folder, int(entry["epoch"]))
+        ctx.emit("metrics", entry)
+        for advice in advice_for(entry["metrics"]):
+            ctx.log(f"Epoch {entry['epoch']}: {advice}", level="warning")
+
+    return sink
+
+
+def _require_dataset_version(ctx: JobContext, plan: Plan) -> None:
+    with ctx.db.session() as session:
+        exists = session.get(DatasetVersion, plan.dataset_version_id) is not None
+    if not exists:
+        raise NotFound(
+            f"Dataset version {plan.dataset_version_id} was deleted during training; "
+            "the run stopped and wrote no model version"
+        )
 
 
 def run_epoch(
@@ -304,47 +432,104 @@ def run_epoch(
     """One training pass and one validation pass; the epoch's metrics."""
     started = time.monotonic()
     batches = len(state.loaders["train"])
+    low, high = state.progress_span
 
     def after_batch(done: int) -> None:
         ctx.check_cancelled()
         fraction = (epoch - 1 + done / max(batches, 1)) / config.epochs
         ctx.progress(
-            fraction * EPOCHS_END, stage="train", currentEpoch=epoch, totalEpochs=config.epochs
+            low + fraction * (high - low),
+            stage="train",
+            currentEpoch=epoch,
+            totalEpochs=config.epochs,
         )
 
-    set_train_mode(state.network)
-    train = train_epoch(
-        state.network,
-        state.loaders["train"],
-        optimizer=state.optimizer,
-        scheduler=state.scheduler,
-        loss_fn=state.loss_fn,
-        epoch=epoch,
-        after_batch=after_batch,
-    )
-    val, _, _ = evaluate(
-        state.network,
-        state.loaders["val"],
-        loss_fn=state.loss_fn,
-        after_batch=lambda _: ctx.check_cancelled(),
-    )
-    timing = EpochTiming(
-        epoch, config.epochs, time.monotonic() - started, float(state.scheduler.get_last_lr()[0])
-    )
-    return compute_epoch_metrics(train, val, timing, _num_outputs(state.network))
+    if state.before_epoch is not None:
+        state.before_epoch(epoch)
+    apply_freezing(ctx, config, state, epoch)
+    set_train_mode(state.network, freeze_batch_norm=config.freeze_batch_norm)
+    with _bad_data_named():
+        train = train_epoch(
+            state.trainer or state.network,
+            state.loaders["train"],
+            optimizer=state.optimizer,
+            scheduler=state.scheduler,
+            loss_fn=state.loss_fn,
+            epoch=epoch,
+            after_batch=after_batch,
+            device=state.device,
+        )
+        val, _, _ = evaluate(
+            state.network,
+            state.loaders["val"],
+            loss_fn=state.loss_fn,
+            after_batch=lambda _: ctx.check_cancelled(),
+            device=state.device,
+        )
+    state.plateau.update(val.loss)
+    seconds = time.monotonic() - started
+    timing = EpochTiming(epoch, config.epochs, seconds, _body_learning_rate(state))
+    previous = state.history[-1]["metrics"] if state.history else None
+    return compute_epoch_metrics(train, val, timing, _num_outputs(state.network), previous)
+
+
+def apply_freezing(ctx: JobContext, config: TrainingConfig, state: RunState, epoch: int) -> None:
+    """Freeze the groups that do not train in ``epoch``, logging each change."""
+    if not config.freeze_base_model:
+        return
+    count = trainable_count_at(config, epoch, len(state.groups))
+    if count == state.trainable_groups:
+        return
+    parameters = freeze_base(state.network, state.groups, count)
+    if state.trainable_groups and count > state.trainable_groups:
+        name = state.groups[-count].name
+        ctx.log(f"Epoch {epoch}: unfroze {name}; {parameters} parameters train")
+    else:
+        ctx.log(f"Base frozen: the last {count} layer group(s) train, {parameters} parameters")
+    state.trainable_groups = count
+
+
+def _body_learning_rate(state: RunState) -> float:
+    rates = state.scheduler.get_last_lr()
+    # The top body group comes just before the head, the optimizer's last group.
+    return float(rates[-2] if len(rates) > 1 else rates[0])
+
+
+@contextlib.contextmanager
+def _bad_data_named() -> Iterator[None]:
+    """Re-raise a sample that does not decode in a loader process in its own words."""
+    try:
+        yield
+    except InvalidImage as exc:
+        if "Bad data:" not in exc.message:
+            raise
+        # A loader process prefixes its traceback; keep the sentence a person reads.
+        line = exc.message[exc.message.rindex("Bad data:") :].splitlines()[0]
+        if line == exc.message:
+            raise
+        raise InvalidImage(line) from exc
 
 
 def _num_outputs(network: nn.Module) -> int:
+    if isinstance(network, nn.Linear):
+        return int(network.out_features)  # A head trained on cached embeddings.
     head = architectures.head_name(network)
     module = network.get_submodule(head) if head else None
     return int(module.out_features) if isinstance(module, nn.Linear) else 0
 
 
-def _save(state: RunState, folder: Path, epoch: int) -> None:
-    val_loss = float(state.history[-1]["metrics"]["valLoss"])
-    if state.stopper.update(val_loss) or not state.best_network:
+def track_best(state: RunState, epoch: int, config: TrainingConfig) -> None:
+    """Feed the epoch's monitored metric to the stopper; keep the weights when it improved."""
+    metric = config.early_stopping_metric
+    value = float(state.history[-1]["metrics"][metric.value])
+    # The stopper looks for a falling value; accuracy rises as it improves.
+    falling = value if metric is MonitoredMetric.VAL_LOSS else -value
+    if state.stopper.update(falling) or not state.best_network:
         state.best_epoch = epoch
         state.best_network = architectures.state_dict_of(state.network)
+
+
+def _save(state: RunState, folder: Path, epoch: int) -> None:
     checkpoint = checkpoints.Checkpoint(
         epoch=epoch,
         network=state.network.state_dict(),
@@ -354,6 +539,7 @@ def _save(state: RunState, folder: Path, epoch: int) -> None:
         best_epoch=state.best_epoch,
         best_network=state.best_network,
         stopper=state.stopper.state(),
+        schedule=state.plateau.state(),
         elapsed_seconds=state.elapsed_seconds,
     )
     checkpoints.save_checkpoint(folder, checkpoint)
@@ -373,12 +559,15 @@ def _should_stop(ctx: JobContext, config: TrainingConfig, state: RunState, epoch
 
 
 def restore_best(ctx: JobContext, state: RunState, config: TrainingConfig) -> None:
-    """With early stopping on, keep the weights of the epoch with the lowest validation loss."""
+    """With early stopping on, keep the weights of the epoch best on the monitored metric."""
     last = len(state.history)
     if not config.enable_early_stopping or state.best_epoch in (0, last):
         return
     state.network.load_state_dict(state.best_network)
-    ctx.log(f"Restored the weights of epoch {state.best_epoch}, the best on validation loss")
+    ctx.log(
+        f"Restored the weights of epoch {state.best_epoch}, "
+        f"the best on {config.early_stopping_metric.value}"
+    )
 
 
 def evaluate_final(ctx: JobContext, plan: Plan, state: RunState) -> Evaluation:
@@ -389,6 +578,7 @@ def evaluate_final(ctx: JobContext, plan: Plan, state: RunState) -> Evaluation:
         state.loaders[split],
         loss_fn=state.loss_fn,
         after_batch=lambda _: ctx.check_cancelled(),
+        device=state.device,
     )
     samples = plan.samples.test if split == "test" else plan.samples.val
     evaluation = evaluate_predictions(
@@ -407,10 +597,16 @@ def write_results(
     config: TrainingConfig,
     state: RunState,
     evaluation: Evaluation,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """Store the weights, write the new model version and its evaluation; the job's results."""
+    """Store the weights, write the new model version and its evaluation; the job's results.
+
+    ``extra`` (search or cross-validation findings) joins the results and the
+    version's metrics.
+    """
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
+    findings = diagnose(state.history)
     weights = _store_weights(ctx, plan, state.network)
     trained = models.TrainedVersion(
         parent_id=plan.model_version_id,
@@ -422,7 +618,7 @@ def write_results(
         layer_groups=resolve_layer_groups(state.network, []),
         parameter_count=architectures.count_parameters(state.network),
         config=config.model_dump(mode="json"),
-        metrics={"final": final, "best": best},
+        metrics={"final": final, "best": best, "diagnosis": findings, **extra},
     )
     with ctx.db.session() as session:
         version = models.create_trained_version(session, trained)
@@ -447,6 +643,9 @@ def write_results(
         "finalMetrics": final,
         "bestMetrics": best,
         "evaluation": headline(evaluation.to_json()) | {"split": evaluation.details["split"]},
+        "diagnosis": findings,
+        "device": state.device.label,
+        **extra,
     }
 
 

@@ -9,6 +9,7 @@ attempt and a later run on the same version see the same split.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -99,6 +100,20 @@ def hold_out(
     val = [s for s in samples if assigned[s.uid] is Split.VAL]
     logger.info("Validation split made", extra={"train": len(train), "val": len(val)})
     return train, val
+
+
+def stratified_subset(
+    samples: list[TrainingSample], per_class: int, seed: int
+) -> list[TrainingSample]:
+    """At most ``per_class`` samples of each class, drawn with ``seed``, in their first order."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible, not secret
+    by_class: dict[int, list[TrainingSample]] = {}
+    for sample in samples:
+        by_class.setdefault(sample.target, []).append(sample)
+    kept: set[str] = set()
+    for members in by_class.values():
+        kept.update(s.uid for s in rng.sample(members, min(per_class, len(members))))
+    return [sample for sample in samples if sample.uid in kept]
 
 
 def _require_samples(version: DatasetVersion, by_split: dict[Split, list[TrainingSample]]) -> None:

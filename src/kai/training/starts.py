@@ -1,7 +1,8 @@
 """Starting a training job: judge the request before any job runs, then queue it.
 
 What can be judged at once is: a format Kai cannot train yet, a dataset
-with fewer than two classes, a batch larger than the training split. A
+with fewer than two classes, a batch larger than the training split, more
+cross-validation folds than a class has images. A
 model or dataset whose import is still running cannot be judged yet: the
 job then depends on that import, waits for it, and fails with the import's
 reason if it fails; the job repeats the checks when it starts.
@@ -21,7 +22,7 @@ from kai.errors import InvalidInput
 from kai.jobs.records import submit_job
 from kai.models import get_model
 from kai.models import resolve_version as resolve_model_version
-from kai.training.config import TrainingConfig, TrainingJobConfig
+from kai.training.config import SearchConfig, TrainingConfig, TrainingJobConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ TRAIN_JOB = "training.run"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
 MIN_CLASSES = 2
 _PENDING = (JobState.QUEUED, JobState.RUNNING)
+# A search asked for with one flag gets an hour unless its config says otherwise.
+DEFAULT_SEARCH_SECONDS = 3600.0
 
 
 def start_training(
@@ -42,19 +45,26 @@ def start_training(
 ) -> Job:
     """Check the request and queue a ``training.run`` job; the caller commits and dispatches.
 
+    Args:
+        session: The open session.
+        job_config: What to train on what, and how.
+        hyperparameter_search: Search the hyperparameters with the default search
+            (unless the config already carries one).
+        created_by: The user who asked.
+        idempotency_key: Makes a repeated request answer the same job.
+        max_attempts: Attempts before the job fails for good.
+
     Raises:
-        InvalidInput: Hyperparameter search was asked for, the model's format cannot
-            be trained, the dataset has one class, or the batch is larger than the
-            training split.
+        InvalidInput: The model's format cannot be trained, the dataset has one
+            class, the batch is larger than the training split, or a class has
+            fewer images than the cross-validation folds.
         NotFound: The model, the dataset or a named version does not exist.
         Conflict: The model or dataset has no version and no import running.
     """
-    if hyperparameter_search:
-        raise InvalidInput(
-            "hyperparameter search is not available yet; start training with "
-            "enableHyperparameterTuning false and set the hyperparameters yourself",
-            details={"field": "enableHyperparameterTuning"},
-        )
+    if hyperparameter_search and job_config.training.search is None:
+        search = SearchConfig(time_budget_seconds=DEFAULT_SEARCH_SECONDS)
+        training = job_config.training.model_copy(update={"search": search})
+        job_config = job_config.model_copy(update={"training": training})
     waits_for = [*_model_dependency(session, job_config), *_dataset_dependency(session, job_config)]
     job = submit_job(
         session,
@@ -99,6 +109,26 @@ def check_dataset_version(
             f"version {version.number} ({train_count} images); use a batch size of at most "
             f"{train_count}",
             details={"field": "batchSize", "trainingImages": train_count},
+        )
+    if config.cross_validation_folds is not None:
+        _check_folds(session, version, config.cross_validation_folds)
+
+
+def _check_folds(session: Session, version: DatasetVersion, folds: int) -> None:
+    counts = dict(
+        session.execute(
+            select(Sample.label, func.count())
+            .where(Sample.version_id == version.id, Sample.split != Split.TEST)
+            .group_by(Sample.label)
+        ).all()
+    )
+    smallest = min(counts.values(), default=0)
+    if smallest < folds:
+        label = min(counts, key=lambda name: counts[name]) if counts else ""
+        raise InvalidInput(
+            f"crossValidationFolds {folds} is more than class {label!r} has images "
+            f"({smallest}); use at most {smallest} folds",
+            details={"field": "crossValidationFolds", "smallestClass": smallest},
         )
 
 

@@ -5,7 +5,10 @@ version's safetensors artifact through the safe loader. When the dataset's
 classes differ from the model's, the head is replaced by a fresh one sized
 to the dataset. Freezing works by the version's layer groups (stem, stages,
 head): with a frozen base only the last ``trainable_layers_count`` groups
-train, and frozen batch-norm layers keep their running statistics.
+train, and frozen batch-norm layers keep their running statistics. Under
+progressive unfreezing one more group joins every ``unfreeze_every_epochs``
+epochs. Every layer group is its own optimizer parameter group, so the
+learning rate can decay toward the input by ``layer_decay`` per group.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,6 +26,7 @@ from kai.errors import InvalidInput
 from kai.models.formats import LayerGroup, ModelSpec, architectures
 from kai.security.model_files import load_torch_state_dict
 from kai.training.config import OptimizerName, TrainingConfig
+from kai.training.schedules import UNFREEZE_EPOCH
 
 logger = logging.getLogger(__name__)
 
@@ -109,34 +114,75 @@ def _within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def set_train_mode(network: nn.Module) -> None:
-    """Training mode, except batch-norm layers whose parameters are all frozen."""
+def trainable_count_at(config: TrainingConfig, epoch: int, num_groups: int) -> int:
+    """How many layer groups train in ``epoch`` (counting from 1); all without a frozen base."""
+    if not config.freeze_base_model:
+        return num_groups
+    count = config.trainable_layers_count
+    if config.unfreeze_every_epochs is not None:
+        count += (epoch - 1) // config.unfreeze_every_epochs
+    return min(count, num_groups)
+
+
+def unfreeze_epoch(config: TrainingConfig, position_from_head: int) -> int:
+    """The first epoch the group at ``position_from_head`` (the head is 1) trains in."""
+    base = config.trainable_layers_count
+    if not config.freeze_base_model or position_from_head <= base:
+        return 1
+    if config.unfreeze_every_epochs is None:
+        return 1  # It never trains, so its schedule does not matter.
+    return (position_from_head - base) * config.unfreeze_every_epochs + 1
+
+
+def set_train_mode(network: nn.Module, *, freeze_batch_norm: bool = False) -> None:
+    """Training mode, except batch-norm layers that are frozen or asked to keep statistics."""
     network.train()
     for module in network.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            if freeze_batch_norm or (params and not any(p.requires_grad for p in params)):
                 module.eval()
 
 
 def create_optimizer(
-    network: nn.Module, config: TrainingConfig, head_prefixes: Sequence[str]
+    network: nn.Module, config: TrainingConfig, groups: Sequence[LayerGroup]
 ) -> torch.optim.Optimizer:
-    """The optimizer over trainable parameters: the head in its own group and learning rate."""
-    head: list[nn.Parameter] = []
-    body: list[nn.Parameter] = []
-    for name, parameter in network.named_parameters():
-        if parameter.requires_grad:
-            is_head = any(_within(name, prefix) for prefix in head_prefixes)
-            (head if is_head else body).append(parameter)
-    head_rate = config.learning_rate * config.head_learning_rate_multiplier
-    groups = [
-        {"params": body, "lr": config.learning_rate},
-        {"params": head, "lr": head_rate},
-    ]
-    groups = [group for group in groups if group["params"]]
+    """The optimizer over every layer group, each with its learning rate and unfreeze epoch.
+
+    Frozen parameters are in it too: they have no gradient, so it leaves them alone
+    until progressive unfreezing lets them train.
+    """
+    param_groups = _parameter_groups(network, config, groups)
     if config.optimizer is OptimizerName.SGD:
         return torch.optim.SGD(
-            groups, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=config.weight_decay
+            param_groups, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=config.weight_decay
         )
-    return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
+
+
+def _parameter_groups(
+    network: nn.Module, config: TrainingConfig, groups: Sequence[LayerGroup]
+) -> list[dict[str, Any]]:
+    named = dict(network.named_parameters())
+    taken: set[str] = set()
+    result: list[dict[str, Any]] = []
+    for index, group in enumerate(groups):
+        position = len(groups) - index
+        names = [n for n in named if n not in taken and _in_group(n, group)]
+        taken.update(names)
+        result.append(_group(config, [named[n] for n in names], position))
+    rest = [parameter for name, parameter in named.items() if name not in taken]
+    result.append(_group(config, rest, 2))
+    return [group for group in result if group["params"]]
+
+
+def _in_group(name: str, group: LayerGroup) -> bool:
+    return any(_within(name, prefix) for prefix in group.modules)
+
+
+def _group(config: TrainingConfig, params: list[nn.Parameter], position: int) -> dict[str, Any]:
+    if position == 1:
+        rate = config.learning_rate * config.head_learning_rate_multiplier
+    else:
+        rate = config.learning_rate * config.layer_decay ** (position - 2)
+    return {"params": params, "lr": rate, UNFREEZE_EPOCH: unfreeze_epoch(config, position)}

@@ -1000,6 +1000,18 @@ export interface components {
             /** Sizebytes */
             sizeBytes: number;
         };
+        /**
+         * AugmentationPreset
+         * @description How strongly training images are varied.
+         * @enum {string}
+         */
+        AugmentationPreset: "off" | "light" | "standard" | "strong";
+        /**
+         * AugmentationStep
+         * @description One transform of an explicit augmentation list, in the order given.
+         * @enum {string}
+         */
+        AugmentationStep: "crop" | "horizontalFlip" | "verticalFlip" | "rotate" | "colourJitter" | "greyscale" | "blur" | "trivialAugment";
         /** Body_create_prediction_api_admin_models__model_id__predict_post */
         Body_create_prediction_api_admin_models__model_id__predict_post: {
             /**
@@ -1145,6 +1157,12 @@ export interface components {
                 [key: string]: unknown;
             }[];
         };
+        /**
+         * ClassBalance
+         * @description How training makes up for classes with fewer images.
+         * @enum {string}
+         */
+        ClassBalance: "none" | "loss" | "sampling";
         /**
          * ClassChangeRead
          * @description The class names a version added and dropped against the first version compared.
@@ -1344,6 +1362,16 @@ export interface components {
              */
             createdAt: string;
         };
+        /**
+         * FocusPreset
+         * @description What an ensemble member is steered to look at, through its crops and colours.
+         *
+         *     ``texture`` trains on small crops at full resolution with colour dropped at
+         *     random, ``colour`` keeps colours exact and the whole image, ``pattern`` sees
+         *     larger crops in grey so layout and repetition carry the decision.
+         * @enum {string}
+         */
+        FocusPreset: "none" | "texture" | "colour" | "pattern";
         /**
          * FolderImportCreate
          * @description Import a folder on the server, under one of the configured import roots.
@@ -1672,6 +1700,12 @@ export interface components {
              */
             createdAt: string;
         };
+        /**
+         * MonitoredMetric
+         * @description The validation metric early stopping and the kept weights follow.
+         * @enum {string}
+         */
+        MonitoredMetric: "valLoss" | "valAccuracy";
         /**
          * MoveOp
          * @description Put samples in another split.
@@ -2215,6 +2249,8 @@ export interface components {
          * @description ``POST /api/admin/training/start``: which model on which dataset, and how.
          *
          *     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
+         *     ``enableHyperparameterTuning`` searches with Optuna (``searchTrials`` trials
+         *     within ``searchTimeBudgetSeconds``); the fields after it are optional.
          */
         TrainingStartCreate: {
             /** Modelid */
@@ -2275,6 +2311,50 @@ export interface components {
              * @default false
              */
             enableHyperparameterTuning?: boolean;
+            /**
+             * Searchtrials
+             * @default 12
+             */
+            searchTrials?: number;
+            /**
+             * Searchtimebudgetseconds
+             * @default 3600
+             */
+            searchTimeBudgetSeconds?: number;
+            /**
+             * Quicktrial
+             * @default false
+             */
+            quickTrial?: boolean;
+            /** Crossvalidationfolds */
+            crossValidationFolds?: number | null;
+            /** @default standard */
+            augmentation?: components["schemas"]["AugmentationPreset"];
+            /** Augmentations */
+            augmentations?: components["schemas"]["AugmentationStep"][] | null;
+            /** @default none */
+            focus?: components["schemas"]["FocusPreset"];
+            /** Unfreezeeveryepochs */
+            unfreezeEveryEpochs?: number | null;
+            /**
+             * Layerdecay
+             * @default 1
+             */
+            layerDecay?: number;
+            /**
+             * Freezebatchnorm
+             * @default false
+             */
+            freezeBatchNorm?: boolean;
+            /**
+             * Featureextraction
+             * @default false
+             */
+            featureExtraction?: boolean;
+            /** @default none */
+            classBalance?: components["schemas"]["ClassBalance"];
+            /** @default valLoss */
+            earlyStoppingMetric?: components["schemas"]["MonitoredMetric"];
         };
         /**
          * TrainingStarted

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from kai.api.schemas.base import ApiModel
-from kai.training import TrainingConfig, TrainingJobConfig
+from kai.training import (
+    AugmentationPreset,
+    AugmentationStep,
+    ClassBalance,
+    FocusPreset,
+    MonitoredMetric,
+    SearchConfig,
+    TrainingConfig,
+    TrainingJobConfig,
+)
 
 
 class TrainingStartCreate(ApiModel):
     """``POST /api/admin/training/start``: which model on which dataset, and how.
 
     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
+    ``enableHyperparameterTuning`` searches with Optuna (``searchTrials`` trials
+    within ``searchTimeBudgetSeconds``); the fields after it are optional.
     """
 
     model_id: int
@@ -35,9 +46,33 @@ class TrainingStartCreate(ApiModel):
     enable_data_augmentation: bool = True
     validation_split: float = Field(0.2, gt=0, lt=1)
     enable_hyperparameter_tuning: bool = False
+    search_trials: int = Field(12, ge=1, le=500)
+    search_time_budget_seconds: float = Field(3600.0, gt=0)
+    quick_trial: bool = False
+    cross_validation_folds: int | None = Field(None, ge=2, le=20)
+    augmentation: AugmentationPreset = AugmentationPreset.STANDARD
+    augmentations: list[AugmentationStep] | None = None
+    focus: FocusPreset = FocusPreset.NONE
+    unfreeze_every_epochs: int | None = Field(None, ge=1, le=1000)
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    freeze_batch_norm: bool = False
+    feature_extraction: bool = False
+    class_balance: ClassBalance = ClassBalance.NONE
+    early_stopping_metric: MonitoredMetric = MonitoredMetric.VAL_LOSS
+
+    @model_validator(mode="after")
+    def _one_outer_loop(self) -> TrainingStartCreate:
+        if self.enable_hyperparameter_tuning and self.cross_validation_folds is not None:
+            raise ValueError("choose enableHyperparameterTuning or crossValidationFolds, not both")
+        return self
 
     def job_config(self) -> TrainingJobConfig:
         """The job's configuration; the hyperparameters not in the request keep their defaults."""
+        search = None
+        if self.enable_hyperparameter_tuning:
+            search = SearchConfig(
+                trials=self.search_trials, time_budget_seconds=self.search_time_budget_seconds
+            )
         training = TrainingConfig(
             learning_rate=self.learning_rate,
             epochs=self.epochs,
@@ -48,6 +83,18 @@ class TrainingStartCreate(ApiModel):
             enable_early_stopping=self.enable_early_stopping,
             enable_data_augmentation=self.enable_data_augmentation,
             validation_split=self.validation_split,
+            search=search,
+            quick_trial=self.quick_trial,
+            cross_validation_folds=self.cross_validation_folds,
+            augmentation=self.augmentation,
+            augmentations=self.augmentations,
+            focus=self.focus,
+            unfreeze_every_epochs=self.unfreeze_every_epochs,
+            layer_decay=self.layer_decay,
+            freeze_batch_norm=self.freeze_batch_norm,
+            feature_extraction=self.feature_extraction,
+            class_balance=self.class_balance,
+            early_stopping_metric=self.early_stopping_metric,
         )
         return TrainingJobConfig(
             model_id=self.model_id,

@@ -1,0 +1,177 @@
+"""Feature extraction: the frozen backbone embeds every image once, only the head trains.
+
+The model version's network without its head is the backbone, under the
+identity ``model-version-<id>`` that quality analysis gives the same
+version (``KAI_EMBEDDING_BACKBONE=model:<id>``), so both read and fill one
+embedding cache on disk (:mod:`kai.embeddings`). The head, a linear layer
+sized to the dataset's classes, then trains on the cached rows: an epoch is
+milliseconds, and a second run on the same images computes nothing. The
+epochs go through the same loop, metrics, checkpoints and early stopping as
+full training; at the end the trained head is put back on the backbone, so
+the new model version is a whole network that predicts from images.
+
+Augmentation does not apply (each image is embedded once, fitted whole to
+the backbone's square input).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from kai.embeddings import Backbone, EmbeddingCache, compute_embeddings, load_weights_backbone
+from kai.jobs.context import JobContext
+from kai.models.formats import architectures
+from kai.training import checkpoints, runs
+from kai.training.config import TrainingConfig
+from kai.training.devices import CPU_PLAN, DevicePlan
+from kai.training.loop import EarlyStopper
+from kai.training.runs import EPOCHS_END, Plan, RunState
+from kai.training.samples import TrainingSample
+from kai.training.schedules import PlateauScale, create_schedule
+from kai.training.transfer import BaseWeights, create_network, create_optimizer
+
+logger = logging.getLogger(__name__)
+
+# Share of the progress bar that embedding the images fills.
+EMBED_END = 0.5
+# Rows, not images: no channels to lay out.
+ROWS_PLAN = DevicePlan(CPU_PLAN.device, torch.contiguous_format)
+
+
+def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:
+    """Embed the images with the frozen backbone, train the head, write the whole network."""
+    job_config, config, folder = runs.prepare(ctx)
+    config = config.model_copy(update={"freeze_base_model": False, "unfreeze_every_epochs": None})
+    plan = runs.resolve_plan(ctx, job_config, folder)
+    weights = runs.base_weights(ctx, plan)
+    backbone = create_feature_backbone(plan, weights.path, weights.sha256)
+    rows = embed_splits(ctx, plan, backbone)
+
+    torch.manual_seed(config.seed)
+    state = create_head_state(ctx, plan, config, rows)
+    runs.resume(ctx, state, folder)
+    stopped_early = runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), plan)
+    runs.restore_best(ctx, state, config)
+
+    ctx.progress(EPOCHS_END, stage="evaluate", force=True)
+    evaluation = runs.evaluate_final(ctx, plan, state)
+    state.network = attach_head(plan, weights, state.network)
+    extra = {"featureExtraction": {"backbone": backbone.identity, "embeddingWidth": rows.width}}
+    results = runs.write_results(ctx, plan, config, state, evaluation, extra)
+    checkpoints.remove_checkpoints(folder)
+    ctx.progress(1.0, stage="done", force=True)
+    return results | {"stoppedEarly": stopped_early}
+
+
+def create_feature_backbone(plan: Plan, weights: Path, sha256: str) -> Backbone:
+    """The version's network without its head, keyed as quality analysis keys it."""
+    return load_weights_backbone(
+        plan.spec.architecture or "",
+        weights,
+        identity=f"model-version-{plan.model_version_id}",
+        spec=plan.spec.input,
+        num_classes=plan.spec.num_classes,
+        weights_sha256=sha256,
+    )
+
+
+class SplitRows:
+    """The embeddings of each split, as ``(N, D)`` float tensors with ``(N,)`` targets."""
+
+    def __init__(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.splits = splits
+
+    @property
+    def width(self) -> int:
+        """Features per image."""
+        return int(self.splits["train"][0].shape[1])
+
+
+def embed_splits(ctx: JobContext, plan: Plan, backbone: Backbone) -> SplitRows:
+    """Every split's embeddings, computing only what the cache lacks."""
+    cache = EmbeddingCache(ctx.settings.resolved_data_dir, backbone.identity)
+    splits = {"train": plan.samples.train, "val": plan.samples.val, "test": plan.samples.test}
+    hashes = [sample.sha256 for samples in splits.values() for sample in samples]
+    missing = len(cache.missing(hashes))
+    ctx.log(f"Embedding with {backbone.identity}: {missing} of {len(hashes)} images not cached")
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(EMBED_END * done / max(total, 1), stage="embed")
+
+    vectors = compute_embeddings(
+        hashes,
+        blobs=ctx.blobs,
+        backbone=backbone,
+        cache=cache,
+        progress=progress,
+        check_cancelled=ctx.check_cancelled,
+    )
+    return SplitRows(_by_split(splits, vectors))
+
+
+def _by_split(
+    splits: dict[str, list[TrainingSample]], vectors: np.ndarray[Any, Any]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    result = {}
+    start = 0
+    for name, samples in splits.items():
+        if not samples:
+            continue
+        rows = torch.from_numpy(np.array(vectors[start : start + len(samples)]))
+        targets = torch.tensor([sample.target for sample in samples], dtype=torch.long)
+        result[name] = (rows, targets)
+        start += len(samples)
+    return result
+
+
+def create_head_state(
+    ctx: JobContext, plan: Plan, config: TrainingConfig, rows: SplitRows
+) -> RunState:
+    """The run state of a linear head over the cached rows."""
+    head = nn.Linear(rows.width, len(plan.samples.classes))
+    loaders = {
+        name: _rows_loader(tensors, config, shuffle=name == "train")
+        for name, tensors in rows.splits.items()
+    }
+    optimizer = create_optimizer(head, config, [])
+    plateau = PlateauScale()
+    ctx.log(f"Computing on {ROWS_PLAN.label}: a linear head over {rows.width} features")
+    state = RunState(
+        network=head,
+        groups=[],
+        optimizer=optimizer,
+        scheduler=create_schedule(optimizer, config, len(loaders["train"]), plateau),
+        stopper=EarlyStopper(config.early_stopping_patience, config.early_stopping_min_delta),
+        loaders=loaders,  # type: ignore[arg-type]
+        loss_fn=runs.create_loss(plan, config, ROWS_PLAN),
+        device=ROWS_PLAN,
+        plateau=plateau,
+    )
+    state.progress_span = (EMBED_END, EPOCHS_END)
+    return state
+
+
+def _rows_loader(
+    tensors: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig, *, shuffle: bool
+) -> DataLoader[tuple[torch.Tensor, ...]]:
+    generator = torch.Generator().manual_seed(config.seed)
+    dataset = TensorDataset(*tensors)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator)
+
+
+def attach_head(plan: Plan, weights: BaseWeights, head: nn.Module) -> nn.Module:
+    """The version's whole network with the trained head in place of its own."""
+    network, _ = create_network(plan.spec, weights, class_names=plan.samples.classes)
+    name = architectures.head_name(network)
+    classifier = network.get_submodule(name) if name else None
+    if not isinstance(classifier, nn.Linear) or not isinstance(head, nn.Linear):
+        raise TypeError("feature extraction needs a network whose head is one linear layer")
+    classifier.load_state_dict(head.state_dict())
+    return network

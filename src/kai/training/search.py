@@ -1,0 +1,290 @@
+"""Hyperparameter search: Optuna's TPE sampler and median pruner over short training runs.
+
+A search is a ``training.run`` job whose config carries a
+:class:`~kai.training.config.SearchConfig`. Each trial trains the plan with
+the hyperparameters TPE suggests, reports its validation accuracy after
+every epoch (the pruner stops trials that trail the median) and appears as
+``trial`` events. The study lives in Kai's own database through Optuna's
+RDB storage under the name ``kai-training-<job id>``, so an attempt retried
+on any worker continues it, and the trial count is over every finished
+trial the study holds, whichever process ran it. The best trial's weights
+are kept beside the job's checkpoint as trials finish and become the job's
+model version; its epochs are sent as ``metrics`` events once, at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.samplers import TPESampler
+from optuna.storages import RDBStorage
+from optuna.study import MaxTrialsCallback
+from optuna.trial import BaseTrial, FixedTrial, TrialState
+
+from kai.errors import InvalidInput, TrainingDiverged
+from kai.jobs.context import JobContext
+from kai.training import runs
+from kai.training.config import AugmentationPreset, SearchConfig, TrainingConfig
+from kai.training.runs import EPOCHS_END, Plan, RunState
+
+logger = logging.getLogger(__name__)
+
+BEST_TRIAL_NAME = "best-trial.pt"
+BATCH_SIZES = (8, 16, 32, 64)
+LEARNING_RATES = (1e-5, 1e-2)
+WEIGHT_DECAYS = (1e-6, 1e-1)
+LABEL_SMOOTHING_MAX = 0.2
+AUGMENTATIONS = tuple(preset.value for preset in AugmentationPreset)
+_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The best finished trial so far, as kept on disk.
+
+    Attributes:
+        number: The trial's number in the study.
+        value: Its best validation accuracy.
+        params: The hyperparameters it tried.
+        history: Its epochs' metrics.
+        best_epoch: The epoch whose weights it kept.
+        network: Those weights.
+    """
+
+    number: int
+    value: float
+    params: dict[str, Any]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    network: dict[str, torch.Tensor]
+
+
+def run_search(ctx: JobContext) -> dict[str, Any]:
+    """Search the hyperparameters, then write the best trial's network as the new version."""
+    job_config, config, folder = runs.prepare(ctx)
+    search = config.search
+    assert search is not None, "run_search needs a search config"
+    plan = runs.resolve_plan(ctx, job_config, folder)
+    study = open_study(ctx, config, search)
+    objective = _Objective(ctx, plan, config, search, folder)
+    ctx.log(f"Hyperparameter search: {search.trials} trials, study {study.study_name}")
+    if _counted(study) < search.trials:
+        study.optimize(
+            objective,
+            timeout=search.time_budget_seconds,
+            callbacks=[MaxTrialsCallback(search.trials, states=_COUNTED)],
+        )
+    best = load_best_trial(folder)
+    if best is None:
+        raise InvalidInput(
+            "No search trial finished: every trial was pruned, diverged or ran out of time; "
+            "raise the time budget or the trial count, or start from a lower learning rate"
+        )
+    return _finish(ctx, plan, config, folder, best, study)
+
+
+def open_study(ctx: JobContext, config: TrainingConfig, search: SearchConfig) -> optuna.Study:
+    """The job's study in Kai's database, with trials a dead attempt left running failed."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=f"kai-training-{ctx.job_id}",
+        storage=create_storage(ctx.settings.resolved_database_url),
+        sampler=TPESampler(seed=config.seed, n_startup_trials=search.startup_trials),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # One process runs a job's trials, so a running trial is an earlier attempt's.
+        study.tell(trial.number, state=TrialState.FAIL)
+    return study
+
+
+def create_storage(database_url: str) -> RDBStorage:
+    """Optuna's storage in Kai's database; its tables sit beside Kai's own.
+
+    Kai's Alembic history owns the database's version table, so Optuna's schema
+    check, which would read Kai's revision as its own, is skipped: the tables
+    Optuna creates are those of the pinned Optuna release.
+    """
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if database_url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 30}
+    return RDBStorage(database_url, engine_kwargs=engine_kwargs, skip_compatibility_check=True)
+
+
+def suggest_config(
+    trial: BaseTrial, config: TrainingConfig, search: SearchConfig, plan: Plan
+) -> TrainingConfig:
+    """The run's config with the hyperparameters the trial suggests."""
+    changes: dict[str, Any] = {"search": None}
+    if search.epochs_per_trial is not None:
+        changes["epochs"] = search.epochs_per_trial
+    if search.tune_learning_rate:
+        changes["learning_rate"] = trial.suggest_float("learning_rate", *LEARNING_RATES, log=True)
+    if search.tune_weight_decay:
+        changes["weight_decay"] = trial.suggest_float("weight_decay", *WEIGHT_DECAYS, log=True)
+    if search.tune_batch_size:
+        sizes = fitting_batch_sizes(len(plan.samples.train))
+        changes["batch_size"] = trial.suggest_categorical("batch_size", sizes)
+    if search.tune_trainable_layers:
+        groups = max(1, len(plan.layer_groups) or 1)
+        changes["trainable_layers_count"] = trial.suggest_int("trainable_layers", 1, groups)
+        changes["freeze_base_model"] = True
+    if search.tune_augmentation:
+        preset = trial.suggest_categorical("augmentation", AUGMENTATIONS)
+        changes["augmentation"] = AugmentationPreset(preset)
+        changes["enable_data_augmentation"] = True
+    if search.tune_label_smoothing:
+        changes["label_smoothing"] = trial.suggest_float(
+            "label_smoothing", 0.0, LABEL_SMOOTHING_MAX
+        )
+    return config.model_copy(update=changes)
+
+
+def fitting_batch_sizes(train_count: int) -> list[int]:
+    """The batch sizes to try: those no larger than the training split, at least one."""
+    sizes = [size for size in BATCH_SIZES if size <= train_count]
+    return sizes or [max(1, train_count)]
+
+
+class _Objective:
+    """One trial: train with the suggested config and answer the best validation accuracy."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        plan: Plan,
+        config: TrainingConfig,
+        search: SearchConfig,
+        folder: Path,
+    ) -> None:
+        self.ctx, self.plan, self.config = ctx, plan, config
+        self.search, self.folder = search, folder
+        self.started = time.monotonic()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial_config = suggest_config(trial, self.config, self.search, self.plan)
+        torch.manual_seed(self.config.seed + trial.number)
+        state = runs.create_run_state(self.ctx, self.plan, trial_config)
+        state.progress_span = self._span(trial.number)
+        self._emit(trial, "running", params=trial.params)
+        try:
+            runs.train_epochs(self.ctx, trial_config, state, self._reporter(trial), self.plan)
+        except optuna.TrialPruned:
+            self._emit(trial, "pruned", epochs=len(state.history))
+            raise
+        except TrainingDiverged as exc:
+            # A diverging trial says the learning rate is too high, which TPE should learn.
+            self._emit(trial, "diverged", error=exc.message)
+            raise optuna.TrialPruned(exc.message) from exc
+        value = best_accuracy(state)
+        self._keep_if_best(trial, value, state)
+        self._emit(trial, "complete", value=value, epochs=len(state.history))
+        return value
+
+    def _span(self, number: int) -> tuple[float, float]:
+        share = EPOCHS_END / self.search.trials
+        position = min(number, self.search.trials - 1)
+        return (position * share, (position + 1) * share)
+
+    def _reporter(self, trial: optuna.Trial) -> runs.EpochSink:
+        def report(state: RunState, entry: dict[str, Any]) -> None:
+            accuracy = float(entry["metrics"]["valAccuracy"])
+            trial.report(accuracy, int(entry["epoch"]))
+            self._emit(trial, "epoch", epoch=entry["epoch"], metrics=entry["metrics"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"trial {trial.number} trailed the median")
+
+        return report
+
+    def _emit(self, trial: optuna.Trial, status: str, **fields: Any) -> None:
+        self.ctx.emit("trial", {"trial": trial.number, "status": status, **fields})
+
+    def _keep_if_best(self, trial: optuna.Trial, value: float, state: RunState) -> None:
+        best = load_best_trial(self.folder)
+        if best is not None and best.value >= value:
+            return
+        kept = BestTrial(
+            number=trial.number,
+            value=value,
+            params=dict(trial.params),
+            history=state.history,
+            best_epoch=state.best_epoch,
+            network=state.best_network,
+        )
+        save_best_trial(self.folder, kept)
+
+
+def best_accuracy(state: RunState) -> float:
+    """The validation accuracy of the epoch whose weights the run keeps."""
+    for entry in state.history:
+        if entry["epoch"] == state.best_epoch:
+            value = float(entry["metrics"]["valAccuracy"])
+            return value if math.isfinite(value) else 0.0
+    return 0.0
+
+
+def save_best_trial(folder: Path, best: BestTrial) -> None:
+    """Keep the best trial's weights and record beside the checkpoint, replaced atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / (BEST_TRIAL_NAME + ".partial")
+    torch.save(best.__dict__, partial)
+    partial.replace(folder / BEST_TRIAL_NAME)
+
+
+def load_best_trial(folder: Path) -> BestTrial | None:
+    """The best trial kept so far, or None before any trial finished."""
+    path = folder / BEST_TRIAL_NAME
+    if not path.exists():
+        return None
+    return BestTrial(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _finish(
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    folder: Path,
+    best: BestTrial,
+    study: optuna.Study,
+) -> dict[str, Any]:
+    replay = FixedTrial(best.params, best.number)
+    trial_config = suggest_config(replay, config, _search_of(config), plan)
+    state = runs.create_run_state(ctx, plan, trial_config)
+    state.network.load_state_dict(best.network)
+    state.history, state.best_epoch = list(best.history), best.best_epoch
+    for entry in state.history:
+        ctx.emit("metrics", entry)
+    ctx.log(f"Best trial {best.number}: validation accuracy {best.value:.4f} with {best.params}")
+    summary = {
+        "bestTrial": best.number,
+        "bestValue": best.value,
+        "bestParams": best.params,
+        "trials": _trial_counts(study),
+        "study": study.study_name,
+    }
+    return runs.finish(ctx, plan, trial_config, state, folder, {"search": summary})
+
+
+def _search_of(config: TrainingConfig) -> SearchConfig:
+    assert config.search is not None
+    return config.search
+
+
+def _counted(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=_COUNTED))
+
+
+def _trial_counts(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    return counts

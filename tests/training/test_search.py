@@ -1,0 +1,120 @@
+"""Hyperparameter search: Optuna trials as job events, the study in Kai's database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from training_factories import (
+    context,
+    dataset_zip,
+    events,
+    import_dataset,
+    import_model,
+    queue_training,
+    read_job,
+    run_all,
+    tiny_weights,
+)
+
+from kai.config import Settings
+from kai.db.engine import Database
+from kai.db.tables import JobState, ModelVersion
+from kai.jobs.environment import JobEnvironment
+from kai.storage.blobs import LocalBlobStore
+from kai.training import SearchConfig
+from kai.training.jobs import run_training_job
+from kai.training.search import create_storage, fitting_batch_sizes
+
+pytestmark = [pytest.mark.db, pytest.mark.slow]
+
+CLASSES = {"ceramic": 4, "stone": 4, "wood": 4}
+
+
+def test_a_search_runs_its_trials_and_keeps_the_best_trials_model(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    dataset_id = import_dataset(settings, database, blobs, dataset_zip(tmp_path / "d.zip", CLASSES))
+    model_id = import_model(settings, database, blobs, tiny_weights(tmp_path / "w.safetensors"))
+    search = SearchConfig(trials=3, startup_trials=1, tune_trainable_layers=False)
+    job_id = queue_training(database, model_id, dataset_id, epochs=2, search=search)
+
+    run_all(env)
+
+    job = read_job(database, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    trials = [e.payload for e in events(database, job_id, "trial")]
+    assert {t["trial"] for t in trials} == {0, 1, 2}
+    assert {t["status"] for t in trials} <= {"running", "epoch", "complete", "pruned", "diverged"}
+    assert any(t["status"] == "epoch" and t["epoch"] == 1 for t in trials)
+
+    study = optuna.load_study(
+        study_name=f"kai-training-{job_id}",
+        storage=create_storage(settings.resolved_database_url),
+    )
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert finished and all(trial.intermediate_values for trial in study.trials)
+    results = job.result or {}
+    assert results["search"]["bestTrial"] == study.best_trial.number
+    assert results["search"]["bestValue"] == pytest.approx(study.best_value)
+    assert [e.payload["epoch"] for e in events(database, job_id, "metrics")] == [1, 2]
+    params = study.best_trial.params
+    assert results["search"]["bestParams"] == params
+    with database.session() as session:
+        version = session.get(ModelVersion, results["modelVersionId"])
+        assert version is not None
+        trained_with = version.inspection["details"]["trainingConfig"]
+    # The new version records the best trial's hyperparameters, not the defaults.
+    assert trained_with["learning_rate"] == pytest.approx(params["learning_rate"])
+    assert trained_with["batch_size"] == params["batch_size"]
+    assert trained_with["augmentation"] == params["augmentation"]
+    assert trained_with["search"] is None
+
+
+def test_batch_sizes_to_try_fit_the_training_split() -> None:
+    assert fitting_batch_sizes(20) == [8, 16]
+    assert fitting_batch_sizes(5) == [5]
+
+
+class Killed(BaseException):
+    """Stands in for the process dying: no handler catches it."""
+
+
+def test_a_retried_search_continues_the_study_in_the_database(
+    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+) -> None:
+    dataset_id = import_dataset(settings, database, blobs, dataset_zip(tmp_path / "d.zip", CLASSES))
+    model_id = import_model(settings, database, blobs, tiny_weights(tmp_path / "w.safetensors"))
+    search = SearchConfig(trials=2, startup_trials=2, tune_trainable_layers=False)
+    job_id = queue_training(database, model_id, dataset_id, epochs=1, search=search)
+    first = context(settings, database, blobs, job_id)
+    emit = first.emit
+
+    def emit_then_die(event_type: str, payload: dict[str, Any]) -> int:
+        seq = emit(event_type, payload)
+        if event_type == "trial" and (payload["trial"], payload["status"]) == (1, "running"):
+            raise Killed
+        return seq
+
+    first.emit = emit_then_die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        run_training_job(first)
+
+    results = run_training_job(context(settings, database, blobs, job_id, attempt=2))
+
+    study = optuna.load_study(
+        study_name=f"kai-training-{job_id}",
+        storage=create_storage(settings.resolved_database_url),
+    )
+    states = [trial.state for trial in study.trials]
+    # Trial 0 finished before the kill and is kept; the killed trial 1 is failed, not rerun.
+    assert states[0] is optuna.trial.TrialState.COMPLETE
+    assert states[1] is optuna.trial.TrialState.FAIL
+    assert states[2:] == [optuna.trial.TrialState.COMPLETE]
+    assert results["search"]["trials"] == {"complete": 2, "fail": 1}
