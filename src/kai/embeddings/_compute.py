@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -101,6 +100,8 @@ def _embed_into_cache(
 
 def embed_pixels(backbone: Backbone, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     """Features of a ``(B, H, W, 3)`` uint8 batch already fitted to the backbone's size."""
+    import torch
+
     batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
     mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1)

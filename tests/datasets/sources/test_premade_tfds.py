@@ -64,9 +64,15 @@ def pixel_digest(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
+def assert_tensorflow_stayed_out(loaded_before: bool) -> None:
+    """Reading prepared data must not load TensorFlow (unless another test had already)."""
+    assert loaded_before or "tensorflow" not in sys.modules
+
+
 def test_prepared_dataset_imports_with_classes_splits_and_provenance(
     tfds_dir: Path, run_premade: RunPremade, database: Database, blobs: LocalBlobStore
 ) -> None:
+    tensorflow_before = "tensorflow" in sys.modules
     dataset_id, result, error = run_premade("tfds:kai_test_tiles", include_metadata=True)
     assert error is None and result is not None and result["sampleCount"] == 15
     with database.session() as session:
@@ -98,7 +104,7 @@ def test_prepared_dataset_imports_with_classes_splits_and_provenance(
         for i, pixels in enumerate(example_pixels(TILES, split))
     }
     assert stored == made
-    assert "tensorflow" not in sys.modules
+    assert_tensorflow_stayed_out(tensorflow_before)
 
 
 def test_jpeg_images_keep_their_stored_bytes(
@@ -157,6 +163,7 @@ def test_cap_applies_per_class_and_split_and_chooses_the_same_images(
 def test_unprepared_dataset_without_network_names_the_dir_and_the_build_command(
     offline_tfds_dir: Path, run_premade: RunPremade, database: Database
 ) -> None:
+    tensorflow_before = "tensorflow" in sys.modules
     dataset_id, _, error = run_premade("tfds:mnist")
     assert error is not None
     assert "'mnist' is not prepared" in error and str(offline_tfds_dir) in error
@@ -164,7 +171,7 @@ def test_unprepared_dataset_without_network_names_the_dir_and_the_build_command(
     assert '"tfds build mnist --file_format=array_record"' in error
     with database.session() as session:
         assert session.query(DatasetVersion).filter_by(dataset_id=dataset_id).count() == 0
-    assert "tensorflow" not in sys.modules
+    assert_tensorflow_stayed_out(tensorflow_before)
 
 
 def test_dataset_with_hand_downloaded_sources_says_where_they_go(

@@ -52,7 +52,9 @@ class TfdsSpec:
 def prepare_tfds_datasets(data_dir: Path, specs: Sequence[TfdsSpec]) -> None:
     """Prepare every spec's builder in ``data_dir`` with TFDS, in one child process."""
     payload = json.dumps({"dataDir": str(data_dir), "specs": [asdict(s) for s in specs]})
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    # TensorFlow's Keras must run on its own backend, whatever this process chose.
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     completed = _run_preparation(payload, env)
     if completed.returncode < 0:
         # TensorFlow has been seen to die by a signal under heavy load; one more try.

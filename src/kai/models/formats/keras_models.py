@@ -173,16 +173,34 @@ class KerasPredictor:
         return inputs.transpose(0, 2, 3, 1) if self.channels_last else inputs
 
 
+def _import_on_torch() -> Any:
+    """Import Keras with the PyTorch backend chosen, leaving the environment as it was.
+
+    Keras reads ``KERAS_BACKEND`` once, at import; processes this one starts (TensorFlow's
+    own tools among them) must not inherit the choice.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    previous = os.environ.get("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = "torch"
+    try:
+        import keras
+    finally:
+        if previous is None:
+            os.environ.pop("KERAS_BACKEND", None)
+        else:
+            os.environ["KERAS_BACKEND"] = previous
+    return keras
+
+
 def import_keras() -> Any:
     """Keras 3, imported on the PyTorch backend; refused when it already runs on another.
 
     Raises:
         InvalidInput: Keras is missing, or was imported earlier on another backend.
     """
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = "torch"
     try:
-        import keras
+        keras = _import_on_torch()
     except ImportError as exc:
         raise InvalidInput(
             "Keras models need Keras 3: install Kai's 'ml' extra (pip install 'kai[ml]')"
