@@ -1,19 +1,20 @@
-"""TensorFlow SavedModels and frozen ``.pb`` graphs: recognised, and refused with the way in.
+"""TensorFlow graphs Kai does not run: recognised, and refused with the way in.
 
-Kai runs no TensorFlow runtime: TensorFlow's wheels pin libraries (h5py
-among them) that Kai's PyTorch-backed Keras and LiteRT stack pins
-differently. The format is still detected, from the protobuf's structure
-rather than its name, so that such a file is answered with what to do
-instead of "not a model": convert it to TFLite or ONNX, both of which Kai
-reads, or to a Keras file.
+A SavedModel uploaded as a ZIP of its folder (``saved_model.pb`` with
+``variables/``) is run by :mod:`.saved_models`, which the registry tries
+first. What is left is detected here, from the protobuf's structure rather
+than its name, so that such a file is answered with what to do instead of
+"not a model": zip the whole SavedModel folder, or convert the graph to
+TFLite or ONNX, both of which Kai reads, or to a Keras file.
 
 Shapes recognised:
 
-- a ZIP holding ``saved_model.pb`` (a SavedModel folder, zipped);
+- a ZIP holding ``saved_model.pb`` without its ``variables/`` folder;
 - ``saved_model.pb`` itself: a ``SavedModel`` message (field 1 a varint
   schema version, field 2 the meta graphs);
 - a frozen ``GraphDef``: repeated field 1 nodes, each with an ``op``, and
-  field 4 ``versions``.
+  field 4 ``versions``. Frozen graphs name no signature, and Kai does not
+  load them.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ MAX_HEAD_BYTES = 1 << 26
 _VARINT, _LEN = 0, 2
 _GRAPH_DEF_FIELDS = frozenset({1, 2, 3, 4})
 CONVERT_ADVICE = (
-    "Kai does not run TensorFlow graphs. Convert the model where TensorFlow is installed, "
-    "then upload the result: to TFLite with tf.lite.TFLiteConverter.from_saved_model(folder), "
+    "Kai runs TensorFlow SavedModels uploaded as a ZIP of the whole SavedModel folder "
+    "(saved_model.pb with its variables/ folder), with the 'tensorflow' extra installed "
+    "(pip install 'kai[tensorflow]'); it does not run frozen graphs or a saved_model.pb alone. "
+    "Zip the folder, or convert the model where TensorFlow is installed and upload the "
+    "result: to TFLite with tf.lite.TFLiteConverter.from_saved_model(folder), "
     "to ONNX with 'python -m tf2onnx.convert --saved-model folder --output model.onnx', or, "
     "for a Keras model, model.save('model.keras')"
 )

@@ -1,0 +1,637 @@
+"""TensorFlow SavedModels, run by TensorFlow when the ``tensorflow`` extra is installed.
+
+A SavedModel is a folder: ``saved_model.pb`` (the graphs and their
+signatures), ``variables/`` (a checkpoint of the weights) and maybe
+``assets/``. Kai takes it as one ZIP of that folder, unpacked through the
+same checks as any bundle (names that climb out, links, bombs).
+
+Nothing in the folder is trusted. Before TensorFlow loads it, every
+operator of the graph and of its function library is read from the
+protobuf and checked: operators that call back into Python (``PyFunc``,
+``EagerPyFunc``), operators that read or write files, and operators
+TensorFlow does not register (custom op libraries, which Kai never loads)
+are refused. The ``serving_default`` signature is then what Kai feeds: one
+NHWC float image input, an output of class scores, and, when the signature
+also returns one named like an embedding (``features``, ``embedding``,
+``pooled``...), that output for feature extraction.
+
+TensorFlow is imported only where a SavedModel is inspected (the import's
+sandbox) or run. A server predicting with a SavedModel version runs it in a
+worker process of its own, started with no secrets in its environment, so
+TensorFlow never shares a process with PyTorch; arrays cross its pipes as
+raw float32 bytes behind a JSON header, never pickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import weakref
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import numpy as np
+
+from kai.errors import CorruptModelFile, InvalidInput, UnsafeModelFile
+from kai.models.formats.base import (
+    ArtifactFile,
+    Features,
+    ImportOptions,
+    InputSpec,
+    Inspection,
+    LayerGroup,
+    ModelSpec,
+    Predictor,
+    Probabilities,
+)
+from kai.models.formats.bundles import unpacked_bundle
+from kai.models.formats.class_names import resolve_class_names
+from kai.models.formats.preprocessing import images_to_array, looks_like_probabilities, softmax
+from kai.security.sandbox import child_environment
+
+logger = logging.getLogger(__name__)
+
+GRAPH_FILE = "saved_model.pb"
+VARIABLES_FOLDER = "variables"
+ARTIFACT_FOLDER = "saved_model"
+SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+MISSING_EXTRA = (
+    "TensorFlow SavedModels need TensorFlow: install Kai's 'tensorflow' extra "
+    "(pip install 'kai[tensorflow]') and restart Kai"
+)
+FEATURE_OUTPUT_NAMES = frozenset(
+    {"features", "feature", "embedding", "embeddings", "penultimate", "pooled", "pool"}
+)
+# Operators that run Python from the graph: never loaded.
+PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+# Operators that reach the file system outside a checkpoint's restore: never loaded.
+FILE_OPS = frozenset(
+    {
+        "ReadFile",
+        "WriteFile",
+        "MatchingFiles",
+        "DeleteFile",
+        "CreateSummaryFileWriter",
+        "WriteSummary",
+        "ImmutableConst",
+        "LoadAndRemapMatrix",
+    }
+)
+# Checkpoint operators: allowed in the functions that save and restore variables, never
+# in what the serving signature runs, where the uploader would choose their paths.
+CHECKPOINT_OPS = frozenset(
+    {"SaveV2", "Save", "SaveSlices", "RestoreV2", "Restore", "RestoreSlice", "MergeV2Checkpoints"}
+)
+_HEADER_LIMIT_BYTES = 1 << 16
+
+
+class SavedModelFormat:
+    """The SavedModel adapter: a zipped SavedModel folder, run by TensorFlow."""
+
+    name = "savedmodel"
+    framework = "tensorflow"
+    suffixes: tuple[str, ...] = (".zip",)
+
+    def detect(self, path: Path) -> bool:
+        """A ZIP holding one ``saved_model.pb`` with a ``variables/`` folder beside it."""
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                return False
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return False
+        return savedmodel_prefix(names) is not None
+
+    def check(self, path: Path, options: ImportOptions) -> None:
+        """Refuse at once without TensorFlow; unpack the ZIP through the archive checks."""
+        del options
+        require_tensorflow()
+        saved_model_folder(path)
+
+    def inspect(self, path: Path, options: ImportOptions) -> Inspection:
+        """Check the graph's operators, load it and run its signature once."""
+        graph = SavedModelGraph(saved_model_folder(path), options.graph_input, options.graph_output)
+        notes: list[str] = []
+        input_spec = _input_spec(graph.input_shape, options, notes)
+        height, width = input_spec.size_px
+        trial = np.random.default_rng(0).standard_normal((1, height, width, 3), np.float32)
+        values = graph.run(trial)
+        num_classes = int(values.shape[1])
+        if graph.features_output is None:
+            notes.append(
+                f"The {SIGNATURE!r} signature has no embedding output "
+                f"({', '.join(sorted(FEATURE_OUTPUT_NAMES))}); feature extraction is unsupported"
+            )
+        spec = ModelSpec(
+            format=self.name,
+            num_classes=num_classes,
+            input=input_spec,
+            class_names=resolve_class_names(options.class_names, num_classes, notes),
+            graph_input=graph.input_name,
+            graph_output=graph.output_name,
+            outputs_probabilities=looks_like_probabilities(values),
+        )
+        parameters = graph.parameter_count()
+        return Inspection(
+            spec=spec,
+            parameter_count=parameters,
+            layer_groups=[
+                LayerGroup(name="graph", modules=[SIGNATURE], parameter_count=parameters)
+            ],
+            notes=notes,
+            safety_checks=[
+                "no operators that run Python (PyFunc, EagerPyFunc) or reach files",
+                "only operators TensorFlow registers, no custom op libraries",
+                "bundle unpacked with the archive checks: no '..', links or bombs",
+            ],
+            details=graph.details(),
+        )
+
+    def prepare(self, path: Path, inspection: Inspection, out_dir: Path) -> list[ArtifactFile]:
+        """Keep the SavedModel folder's files as they are, under ``saved_model/``."""
+        del inspection
+        folder = saved_model_folder(path)
+        files: list[ArtifactFile] = []
+        for source in sorted(p for p in folder.rglob("*") if p.is_file()):
+            name = f"{ARTIFACT_FOLDER}/{source.relative_to(folder).as_posix()}"
+            target = out_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            files.append(ArtifactFile("weights", name, target))
+        return files
+
+    def load(self, artifact_dir: Path, spec: ModelSpec) -> Predictor:
+        """A predictor over the kept folder; in a TensorFlow worker unless TensorFlow is here."""
+        folder = artifact_dir / ARTIFACT_FOLDER
+        runner: GraphRunner
+        if "tensorflow" in sys.modules:
+            runner = SavedModelGraph(folder, spec.graph_input, spec.graph_output)
+        else:
+            runner = WorkerGraph(folder, spec.graph_input, spec.graph_output)
+        return SavedModelPredictor(runner, spec)
+
+
+class SavedModelPredictor:
+    """Classifies with a SavedModel's signature; gives its embedding output when it has one."""
+
+    def __init__(self, graph: GraphRunner, spec: ModelSpec) -> None:
+        self.graph = graph
+        self.spec = spec
+
+    def predict(self, batch: Any) -> Probabilities:
+        """Class probabilities ``(N, num_classes)`` for PIL images or a prepared NCHW batch."""
+        values = self.graph.run(_nhwc(images_to_array(batch, self.spec.input)))
+        return values if self.spec.outputs_probabilities else softmax(values)
+
+    def extract_features(self, batch: Any) -> Features:
+        """The signature's embedding output, ``(N, num_features)``.
+
+        Raises:
+            InvalidInput: The signature returns no embedding beside the class scores.
+        """
+        return self.graph.run(_nhwc(images_to_array(batch, self.spec.input)), features=True)
+
+
+class GraphRunner:
+    """Runs a SavedModel signature on an NHWC float batch; what the predictor needs of one."""
+
+    features_output: str | None
+
+    def run(self, inputs: np.ndarray, *, features: bool = False) -> np.ndarray:
+        """Class scores (or features) ``(N, D)``."""
+        raise NotImplementedError
+
+
+class SavedModelGraph(GraphRunner):
+    """A SavedModel loaded in this process, after its operators are checked; thread-safe.
+
+    Args:
+        folder: The SavedModel folder.
+        input_name: The signature input to feed; required when it has several.
+        output_name: The signature output to read; required when it is ambiguous.
+    """
+
+    def __init__(self, folder: Path, input_name: str | None, output_name: str | None) -> None:
+        tf = tensorflow_module()
+        self.folder = folder
+        check_operators(folder)
+        try:
+            loaded = tf.saved_model.load(str(folder), tags=[SERVE_TAG])
+        except Exception as exc:  # TensorFlow raises many kinds for a bad folder.
+            raise InvalidInput(
+                f"TensorFlow cannot load the SavedModel: {str(exc)[:300] or type(exc).__name__}"
+            ) from exc
+        signatures = dict(getattr(loaded, "signatures", {}) or {})
+        if SIGNATURE not in signatures:
+            raise InvalidInput(
+                f"The SavedModel has no {SIGNATURE!r} signature; it has {sorted(signatures)}",
+                details={"signatures": sorted(signatures)},
+            )
+        self._loaded = loaded
+        self._function = signatures[SIGNATURE]
+        _, inputs = self._function.structured_input_signature
+        self.inputs: dict[str, Any] = dict(inputs)
+        self.outputs: dict[str, Any] = dict(self._function.structured_outputs)
+        self.input_name = _pick(sorted(self.inputs), input_name, "input")
+        self.output_name = _pick(_score_outputs(self.outputs), output_name, "output")
+        self.features_output = _features_output(self.outputs, self.output_name)
+        spec = self.inputs[self.input_name]
+        self.input_dtype = np.dtype(spec.dtype.as_numpy_dtype)
+        shape = spec.shape
+        self.input_shape = [None if d is None else int(d) for d in shape.as_list()]
+        if len(self.input_shape) != 4 or self.input_dtype.kind != "f":
+            raise InvalidInput(
+                f"The SavedModel input {self.input_name!r} is {self.input_dtype.name} of shape "
+                f"{self.input_shape}; Kai feeds 4-D float NHWC images",
+                details={"field": "graphInput"},
+            )
+        if self.input_shape[3] not in (None, 3):
+            raise InvalidInput(
+                f"The SavedModel input {self.input_name!r} has shape {self.input_shape}; "
+                "Kai feeds NHWC images with 3 channels",
+                details={"field": "graphInput"},
+            )
+        self._lock = threading.Lock()
+
+    def run(self, inputs: np.ndarray, *, features: bool = False) -> np.ndarray:
+        """The chosen output (or the embedding) ``(N, D)`` for an NHWC float batch."""
+        name = self.output_name
+        if features:
+            if self.features_output is None:
+                raise InvalidInput(_NO_FEATURES)
+            name = self.features_output
+        tf = tensorflow_module()
+        feed = tf.constant(inputs.astype(self.input_dtype, copy=False))
+        with self._lock:
+            try:
+                result = self._function(**{self.input_name: feed})
+            except Exception as exc:  # TensorFlow's errors for a failing graph vary.
+                raise InvalidInput(
+                    f"The SavedModel failed on a {inputs.shape} input: {str(exc)[:300]}"
+                ) from exc
+        values = np.asarray(result[name].numpy(), dtype=np.float32)
+        return values.reshape(values.shape[0], -1)
+
+    def parameter_count(self) -> int:
+        """Elements of the variables the checkpoint holds."""
+        tf = tensorflow_module()
+        prefix = self.folder / VARIABLES_FOLDER / VARIABLES_FOLDER
+        try:
+            variables = tf.train.list_variables(str(prefix))
+        except Exception as exc:  # A damaged checkpoint index.
+            raise InvalidInput(f"The SavedModel's variables do not read: {exc}") from exc
+        return int(
+            sum(
+                int(np.prod(shape))
+                for name, shape in variables
+                if name.endswith("VARIABLE_VALUE") and shape
+            )
+        )
+
+    def details(self) -> dict[str, Any]:
+        """The signature's inputs and outputs, for the version's record."""
+
+        def describe(name: str, spec: Any) -> dict[str, Any]:
+            return {
+                "name": name,
+                "shape": [None if d is None else int(d) for d in spec.shape.as_list()],
+                "type": np.dtype(spec.dtype.as_numpy_dtype).name,
+            }
+
+        return {
+            "signature": SIGNATURE,
+            "inputs": [describe(n, s) for n, s in sorted(self.inputs.items())],
+            "outputs": [describe(n, s) for n, s in sorted(self.outputs.items())],
+            "featuresOutput": self.features_output,
+            "dataFormat": "channels_last",
+        }
+
+
+class WorkerGraph(GraphRunner):
+    """A SavedModel run by a TensorFlow worker process; thread-safe.
+
+    The worker is started with the sandbox's environment (no secrets), loads the
+    folder with the same checks, and answers batches until this object is dropped.
+    """
+
+    def __init__(self, folder: Path, input_name: str | None, output_name: str | None) -> None:
+        command = [sys.executable, "-c", _WORKER_BOOTSTRAP, *sys.path]
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=child_environment(),
+        )
+        self._finalizer = weakref.finalize(self, _stop_worker, self._process)
+        self._lock = threading.Lock()
+        hello = {"folder": str(folder), "input": input_name, "output": output_name}
+        with self._lock:
+            self._send(hello, b"")
+            ready, _ = self._receive()
+        self.features_output = ready.get("featuresOutput")
+
+    def run(self, inputs: np.ndarray, *, features: bool = False) -> np.ndarray:
+        """Send the batch to the worker and read its answer."""
+        batch = np.ascontiguousarray(inputs, dtype=np.float32)
+        with self._lock:
+            self._send({"shape": list(batch.shape), "features": features}, batch.tobytes())
+            header, payload = self._receive()
+        shape = [int(d) for d in header["shape"]]
+        values = np.frombuffer(payload, dtype=np.float32)
+        if len(shape) != 2 or values.size != shape[0] * shape[1]:
+            raise InvalidInput(f"The TensorFlow worker answered a malformed shape {shape}")
+        return values.reshape(shape).copy()
+
+    def close(self) -> None:
+        """Stop the worker."""
+        self._finalizer()
+
+    def _send(self, header: dict[str, Any], payload: bytes) -> None:
+        stream = self._process.stdin
+        assert stream is not None
+        try:
+            _write_message(stream, {**header, "bytes": len(payload)}, payload)
+        except (BrokenPipeError, OSError) as exc:
+            raise InvalidInput("The TensorFlow worker has stopped") from exc
+
+    def _receive(self) -> tuple[dict[str, Any], bytes]:
+        stream = self._process.stdout
+        assert stream is not None
+        message = _read_message(stream)
+        if message is None:
+            code = self._process.poll()
+            raise InvalidInput(f"The TensorFlow worker stopped (exit status {code})")
+        header, payload = message
+        if "error" in header:
+            error = UnsafeModelFile if header.get("code") == "unsafe_model_file" else InvalidInput
+            raise error(str(header["error"]))
+        return header, payload
+
+
+_WORKER_BOOTSTRAP = (
+    "import sys; sys.path[:0] = sys.argv[1:]; "
+    "from kai.models.formats.saved_models import serve_worker; serve_worker()"
+)
+_NO_FEATURES = (
+    f"The SavedModel's {SIGNATURE!r} signature returns no embedding beside its class scores "
+    f"(an output named {', '.join(sorted(FEATURE_OUTPUT_NAMES))}); feature extraction is "
+    "unsupported for it"
+)
+
+
+def serve_worker() -> None:
+    """The worker's loop: load the folder named first, then answer batches until stdin ends."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # TensorFlow's own logging must not mix with the answers.
+    sys.stdout = sys.stderr
+    hello = _read_message(stdin)
+    if hello is None:
+        return
+    header, _ = hello
+    try:
+        graph = SavedModelGraph(Path(header["folder"]), header["input"], header["output"])
+    except InvalidInput as exc:
+        _write_message(stdout, {"error": exc.message, "code": exc.code, "bytes": 0}, b"")
+        return
+    _write_message(stdout, {"featuresOutput": graph.features_output, "bytes": 0}, b"")
+    while (request := _read_message(stdin)) is not None:
+        header, payload = request
+        try:
+            batch = np.frombuffer(payload, dtype=np.float32).reshape(header["shape"])
+            values = graph.run(batch, features=bool(header["features"]))
+        except (InvalidInput, ValueError) as exc:
+            message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+            _write_message(stdout, {"error": message, "bytes": 0}, b"")
+            continue
+        data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
+        _write_message(stdout, {"shape": list(values.shape), "bytes": len(data)}, data)
+
+
+def _write_message(stream: IO[bytes], header: dict[str, Any], payload: bytes) -> None:
+    stream.write(json.dumps(header).encode() + b"\n" + payload)
+    stream.flush()
+
+
+def _read_message(stream: IO[bytes]) -> tuple[dict[str, Any], bytes] | None:
+    line = stream.readline(_HEADER_LIMIT_BYTES)
+    if not line:
+        return None
+    header: dict[str, Any] = json.loads(line)
+    size = int(header.get("bytes", 0))
+    payload = stream.read(size) if size else b""
+    if len(payload) != size:
+        return None
+    return header, payload
+
+
+def _stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def require_tensorflow() -> None:
+    """Raise the install advice when TensorFlow is not installed, without importing it."""
+    try:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise InvalidInput(MISSING_EXTRA, details={"field": "file", "extra": "tensorflow"})
+
+
+def tensorflow_module() -> Any:
+    """The ``tensorflow`` module; InvalidInput saying how to add it when it is missing."""
+    try:
+        return importlib.import_module("tensorflow")
+    except ImportError as exc:
+        raise InvalidInput(MISSING_EXTRA, details={"field": "file", "extra": "tensorflow"}) from exc
+
+
+def savedmodel_prefix(names: Iterable[str]) -> str | None:
+    """The folder (``""`` or ``"name/"``) of the ZIP's one ``saved_model.pb`` with variables."""
+    listed = list(names)
+    graphs = [name for name in listed if PurePosixPath(name).name == GRAPH_FILE]
+    if len(graphs) != 1:
+        return None
+    prefix = graphs[0][: -len(GRAPH_FILE)]
+    if prefix and not prefix.endswith("/"):
+        return None
+    variables = f"{prefix}{VARIABLES_FOLDER}/"
+    return prefix if any(name.startswith(variables) for name in listed) else None
+
+
+def saved_model_folder(path: Path) -> Path:
+    """The SavedModel folder inside the ZIP, unpacked beside it with the archive checks."""
+    folder = unpacked_bundle(path)
+    graphs = [p for p in folder.rglob(GRAPH_FILE) if p.is_file()]
+    if len(graphs) != 1 or not (graphs[0].parent / VARIABLES_FOLDER).is_dir():
+        raise InvalidInput(
+            f"The ZIP must hold one {GRAPH_FILE} with its {VARIABLES_FOLDER}/ folder beside it",
+            details={"field": "file"},
+        )
+    return graphs[0].parent
+
+
+def check_operators(folder: Path) -> None:
+    """Refuse a graph with Python, file or unregistered operators, before TensorFlow loads it.
+
+    Raises:
+        CorruptModelFile: ``saved_model.pb`` does not parse.
+        UnsafeModelFile: An operator runs Python, reaches files, or is not TensorFlow's.
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    message = saved_model_pb2.SavedModel()
+    try:
+        message.ParseFromString((folder / GRAPH_FILE).read_bytes())
+    except (DecodeError, RuntimeWarning) as exc:
+        raise CorruptModelFile(f"{GRAPH_FILE} does not parse as a SavedModel: {exc}") from exc
+    if not message.meta_graphs:
+        raise CorruptModelFile(f"{GRAPH_FILE} holds no meta graph")
+    for meta_graph in message.meta_graphs:
+        graph = meta_graph.graph_def
+        functions = {f.signature.name: f for f in graph.library.function}
+        every = [(n.op, n.name) for n in graph.node]
+        every += [(n.op, n.name) for f in functions.values() for n in f.node_def]
+        for op, node in every:
+            if op in PYTHON_OPS:
+                raise UnsafeModelFile(
+                    f"The SavedModel's node {node!r} is a {op} operator, which runs Python code "
+                    "from the graph; Kai never loads such a graph",
+                    details={"operator": op, "node": node},
+                )
+            if op in FILE_OPS:
+                raise UnsafeModelFile(
+                    f"The SavedModel's node {node!r} is a {op} operator, which reaches the file "
+                    "system; Kai never loads such a graph",
+                    details={"operator": op, "node": node},
+                )
+            if op not in functions and op_def_registry.get(op) is None:
+                raise UnsafeModelFile(
+                    f"The SavedModel's node {node!r} uses the operator {op!r}, which TensorFlow "
+                    "does not register (a custom op library, which Kai never loads)",
+                    details={"operator": op, "node": node},
+                )
+        for op, node in _serving_nodes(meta_graph, functions):
+            if op in CHECKPOINT_OPS:
+                raise UnsafeModelFile(
+                    f"The SavedModel's serving signature runs {op} (node {node!r}), which "
+                    "reads or writes checkpoint files; Kai never loads such a graph",
+                    details={"operator": op, "node": node},
+                )
+
+
+def _serving_nodes(meta_graph: Any, functions: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(op, node name)`` of what the signatures run: the nodes their outputs depend on,
+    and every node of the functions those call, at any depth."""
+    graph_nodes = {n.name: n for n in meta_graph.graph_def.node}
+    pending = [
+        tensor.name.split(":")[0].lstrip("^")
+        for signature in meta_graph.signature_def.values()
+        for tensor in signature.outputs.values()
+    ]
+    seen: set[str] = set()
+    called: list[str] = []
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in graph_nodes:
+            continue
+        seen.add(name)
+        node = graph_nodes[name]
+        yield node.op, node.name
+        called += _called_functions(node, functions)
+        pending += [i.split(":")[0].lstrip("^") for i in node.input]
+    visited: set[str] = set()
+    while called:
+        function_name = called.pop()
+        if function_name in visited:
+            continue
+        visited.add(function_name)
+        for node in functions[function_name].node_def:
+            yield node.op, node.name
+            called += _called_functions(node, functions)
+
+
+def _called_functions(node: Any, functions: dict[str, Any]) -> list[str]:
+    names = [node.op] if node.op in functions else []
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        names += [f.name for f in value.list.func]
+    return [name for name in names if name in functions]
+
+
+def _score_outputs(outputs: dict[str, Any]) -> list[str]:
+    """The outputs that may hold class scores: all but embeddings, unless that leaves none."""
+    scores = sorted(name for name in outputs if name.lower() not in FEATURE_OUTPUT_NAMES)
+    return scores or sorted(outputs)
+
+
+def _features_output(outputs: dict[str, Any], scores: str) -> str | None:
+    found = sorted(n for n in outputs if n.lower() in FEATURE_OUTPUT_NAMES and n != scores)
+    return found[0] if found else None
+
+
+def _pick(names: list[str], wanted: str | None, what: str) -> str:
+    field = f"graph{what.title()}"
+    if wanted is not None:
+        if wanted not in names:
+            raise InvalidInput(
+                f"The {SIGNATURE!r} signature has no {what} named {wanted!r}; it has {names}",
+                details={"field": field, "names": names},
+            )
+        return wanted
+    if len(names) != 1:
+        raise InvalidInput(
+            f"The {SIGNATURE!r} signature has {len(names)} {what}s ({', '.join(names)}); "
+            f"say which one to use with {field}",
+            details={"field": field, "names": names},
+        )
+    return names[0]
+
+
+def _nhwc(batch: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+
+
+def _input_spec(shape: list[int | None], options: ImportOptions, notes: list[str]) -> InputSpec:
+    height, width = shape[1], shape[2]
+    given = options.input_size_px
+    if height is not None and width is not None:
+        if given and given != (height, width):
+            raise InvalidInput(
+                f"The SavedModel takes {height}x{width} px inputs, not the {given} given",
+                details={"field": "inputSize"},
+            )
+        size = (height, width)
+    elif given:
+        size = given
+    else:
+        size = InputSpec().size_px
+        notes.append(f"The input size is not fixed and none was given; {size} is assumed")
+    if options.mean is None or options.std is None:
+        notes.append("No mean and std given; ImageNet's are assumed")
+    spec = InputSpec(size_px=size)
+    chosen = {"mean": options.mean, "std": options.std}
+    return spec.model_copy(update={k: v for k, v in chosen.items() if v is not None})
