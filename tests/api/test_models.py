@@ -35,13 +35,13 @@ from kai.security.downloads import AddressPolicy
 from models.model_factories import (
     SIZE_PX,
     TINY_ARCHITECTURE,
-    frozen_graph_bytes,
     garbage_file,
     linear_onnx_graph,
     photo_bytes,
     reference_probabilities,
     save_pickled_module,
     save_state_dict,
+    saved_model_bytes,
     tiny_model,
     zipped_saved_model,
 )
@@ -371,13 +371,13 @@ def test_versions_compare_needs_two_to_ten_distinct_numbers(
     assert response.json()["error"]["details"]["field"] == "versions"
 
 
-def test_a_frozen_tensorflow_graph_is_answered_with_the_way_in(
+def test_a_lone_saved_model_pb_is_answered_with_the_way_in(
     client: TestClient, editor: Account, runtime: Runtime
 ) -> None:
-    response = upload(client, editor, frozen_graph_bytes(), filename="frozen.pb")
+    response = upload(client, editor, saved_model_bytes(), filename="saved_model.pb")
     assert response.status_code == 422
     message = response.json()["error"]["message"]
-    assert "frozen TensorFlow graph" in message and "ZIP of the whole SavedModel folder" in message
+    assert "TensorFlow SavedModel" in message and "ZIP of the whole SavedModel folder" in message
     assert "TFLiteConverter" in message
     assert_nothing_stored(client, editor, runtime)
 
@@ -428,6 +428,31 @@ def test_a_savedmodel_upload_reads_back_its_facts_and_predicts(
     expected = softmax(savedmodel_reference(batch)[1])[0]
     assert [p["index"] for p in top] == list(np.argsort(-expected))
     assert top[0]["label"] == ["ash", "birch", "cedar", "deal"][top[0]["index"]]
+    assert top[0]["probability"] == pytest.approx(float(expected.max()), abs=1e-4)
+    assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.slow
+def test_a_frozen_graph_upload_with_its_output_named_predicts(
+    client: TestClient, editor: Account, runtime: Runtime, saved_models: dict[str, Path]
+) -> None:
+    data = saved_models["frozen"].read_bytes()
+    fields = {"graphOutput": "logits", "mean": "0,0,0", "std": "1,1,1"}
+    response = upload(client, editor, data, filename="frozen.pb", fields=fields)
+    assert response.status_code == 202, response.text
+    model_id = response.json()["id"]
+    assert run_job(runtime, response.json()["jobId"])[1] is None
+
+    version = client.get(f"{MODELS}/{model_id}/versions", headers=editor.headers).json()[0]
+    assert version["format"] == "tensorflow" and version["numClasses"] == SAVED_MODEL_CLASSES
+    assert version["parameterCount"] == 3 * SAVED_MODEL_CLASSES + SAVED_MODEL_CLASSES
+    white = [("file", ("white.png", _plain_png((255, 255, 255)), "image/png"))]
+    answer = client.post(f"{MODELS}/{model_id}/predict?topK=4", files=white, headers=editor.headers)
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"][0]["predictions"]
+    # A white image pools to ones: the logits are the head's column sums plus its bias.
+    expected = softmax(savedmodel_reference(np.ones((1, 3, SIZE_PX, SIZE_PX), np.float32))[1])[0]
+    assert [p["index"] for p in top] == list(np.argsort(-expected))
     assert top[0]["probability"] == pytest.approx(float(expected.max()), abs=1e-4)
     assert "tensorflow" not in sys.modules
 

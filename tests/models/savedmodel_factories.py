@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,9 @@ class Classifier(tf.Module):
 
     @tf.function(input_signature=[pixels])
     def serve(self, images):
-        pooled = tf.reduce_mean(images, axis=[1, 2])
-        return {"logits": tf.matmul(pooled, self.weight) + self.bias, "features": pooled}
+        pooled = tf.identity(tf.reduce_mean(images, axis=[1, 2]), name="features")
+        logits = tf.identity(tf.matmul(pooled, self.weight) + self.bias, name="logits")
+        return {"logits": logits, "features": pooled}
 
 
 class PyFuncClassifier(tf.Module):
@@ -56,9 +58,38 @@ class PyFuncClassifier(tf.Module):
         return {"logits": tf.reshape(pooled, [-1, 3])}
 
 
-for name, module in (("classifier", Classifier()), ("pyfunc", PyFuncClassifier())):
+class WriteFileClassifier(tf.Module):
+    @tf.function(input_signature=[pixels])
+    def serve(self, images):
+        written = tf.io.write_file(args["canary"], "ran")
+        with tf.control_dependencies([written]):
+            return {"logits": tf.reduce_mean(images, axis=[1, 2])}
+
+
+out = args["out"]
+classifier = Classifier()
+modules = {"classifier": classifier, "pyfunc": PyFuncClassifier(), "custom_op": classifier}
+modules["write_file"] = WriteFileClassifier()
+for name, module in modules.items():
     signatures = {"serving_default": module.serve}
-    tf.saved_model.save(module, f"{args['out']}/{name}", signatures=signatures)
+    tf.saved_model.save(module, f"{out}/{name}", signatures=signatures)
+
+# An operator no library registers, as a graph built against a custom op library has.
+from tensorflow.core.protobuf import saved_model_pb2
+
+message = saved_model_pb2.SavedModel()
+graph_path = f"{out}/custom_op/saved_model.pb"
+message.ParseFromString(open(graph_path, "rb").read())
+for function in message.meta_graphs[0].graph_def.library.function:
+    for node in function.node_def:
+        if node.op == "MatMul":
+            node.op = "KaiCustomMatMul"
+open(graph_path, "wb").write(message.SerializeToString())
+
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+frozen = convert_variables_to_constants_v2(classifier.serve.get_concrete_function())
+open(f"{out}/frozen.pb", "wb").write(frozen.graph.as_graph_def().SerializeToString())
 """
 
 
@@ -76,8 +107,15 @@ def savedmodel_reference(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pooled, pooled @ weight + bias
 
 
+SAVED_MODELS = ("classifier", "pyfunc", "custom_op", "write_file")
+
+
 def build_saved_models(out_dir: Path, canary: Path) -> dict[str, Path]:
-    """Zipped SavedModels ``classifier`` and ``pyfunc`` (whose graph would write ``canary``)."""
+    """Zipped SavedModels by name, and the classifier frozen as ``frozen`` (a ``.pb`` file).
+
+    ``classifier`` returns ``logits`` and ``features``; ``pyfunc`` and ``write_file``
+    would write ``canary`` if they ever ran; ``custom_op`` uses an unregistered operator.
+    """
     weight, bias = savedmodel_weights()
     args = {
         "out": str(out_dir),
@@ -101,10 +139,8 @@ def build_saved_models(out_dir: Path, canary: Path) -> dict[str, Path]:
             f"Building the SavedModels failed (exit status {completed.returncode}):\n"
             f"{completed.stderr[-4000:]}"
         )
-    return {
-        name: zip_folder(out_dir / name, out_dir / f"{name}.zip")
-        for name in ("classifier", "pyfunc")
-    }
+    built = {name: zip_folder(out_dir / name, out_dir / f"{name}.zip") for name in SAVED_MODELS}
+    return {**built, "frozen": out_dir / "frozen.pb"}
 
 
 def zip_folder(folder: Path, path: Path) -> Path:
@@ -114,3 +150,32 @@ def zip_folder(folder: Path, path: Path) -> Path:
             if source.is_file():
                 archive.write(source, f"{folder.name}/{source.relative_to(folder).as_posix()}")
     return path
+
+
+def inspect_each(uploads: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Inspect each ``(format, path, options)`` with Kai's adapter; runs in the sandbox.
+
+    Returns:
+        Per upload, ``{"error": message}`` or the facts found.
+    """
+    from kai.errors import KaiError
+    from kai.models.formats import ImportOptions, create_format_registry
+
+    registry = create_format_registry(plugins=False)
+    answers: list[dict[str, Any]] = []
+    for format_name, path, options in uploads:
+        try:
+            inspection = registry.get(format_name).inspect(Path(path), ImportOptions(**options))
+        except KaiError as exc:
+            answers.append({"error": exc.message, "code": exc.code})
+            continue
+        spec = inspection.spec
+        answers.append(
+            {
+                "numClasses": spec.num_classes,
+                "parameterCount": inspection.parameter_count,
+                "graphInput": spec.graph_input,
+                "graphOutput": spec.graph_output,
+            }
+        )
+    return answers

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from model_factories import zipped_saved_model
-from savedmodel_factories import NUM_CLASSES, SIZE_PX, build_saved_models, savedmodel_reference
+from savedmodel_factories import (
+    NUM_CLASSES,
+    SIZE_PX,
+    build_saved_models,
+    inspect_each,
+    savedmodel_reference,
+)
 
 from kai.errors import InvalidInput, UnsafeModelFile
 from kai.models.formats import (
@@ -22,7 +28,8 @@ from kai.models.formats import (
 )
 from kai.models.formats.preprocessing import softmax
 from kai.models.formats.saved_models import SavedModelFormat, saved_model_folder
-from kai.models.inspection import resolve_format
+from kai.models.inspection import SANDBOX_MEMORY_BYTES, SANDBOX_TIMEOUT_SECONDS, resolve_format
+from kai.security.sandbox import run_isolated
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +137,42 @@ def test_a_pyfunc_graph_is_refused_before_tensorflow_loads_it(
     with pytest.raises(UnsafeModelFile, match="EagerPyFunc operator, which runs Python"):
         model_format.load(out, spec)
     assert not (saved_models["pyfunc"].parent / "canary").exists()
+
+
+@pytest.mark.slow
+def test_hostile_graphs_are_refused_and_frozen_graphs_need_their_output_named(
+    saved_models: dict[str, Path],
+) -> None:
+    for name in ("custom_op", "write_file"):
+        saved_model_folder(saved_models[name])
+    frozen = str(saved_models["frozen"])
+    uploads = [
+        ("savedmodel", str(saved_models["custom_op"]), {}),
+        ("savedmodel", str(saved_models["write_file"]), {}),
+        ("tensorflow", frozen, {}),
+        ("tensorflow", frozen, {"graph_output": "logits"}),
+        ("tensorflow", frozen, {"graph_output": "logits", "graph_input": "images"}),
+    ]
+
+    answers = run_isolated(
+        inspect_each,
+        uploads,
+        memory_bytes=SANDBOX_MEMORY_BYTES,
+        timeout_seconds=SANDBOX_TIMEOUT_SECONDS,
+        subject="the test graphs",
+    )
+
+    custom, write_file, ambiguous, frozen_facts, wrong_input = answers
+    assert custom["code"] == "unsafe_model_file"
+    assert "'KaiCustomMatMul', which TensorFlow does not register" in custom["error"]
+    assert "WriteFile operator, which reaches the file system" in write_file["error"]
+    assert not (saved_models["write_file"].parent / "canary").exists()
+    assert "frozen graph has 2 outputs" in ambiguous["error"]
+    assert "graphOutput" in ambiguous["error"]
+    assert frozen_facts == {
+        "numClasses": NUM_CLASSES,
+        "parameterCount": 3 * NUM_CLASSES + NUM_CLASSES,
+        "graphInput": "pixels",
+        "graphOutput": "logits",
+    }
+    assert "no input named 'images'; it has ['pixels']" in wrong_input["error"]

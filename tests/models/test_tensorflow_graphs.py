@@ -1,7 +1,8 @@
-"""TensorFlow graphs Kai does not run are recognised by structure and refused with the way in."""
+"""TensorFlow graphs are recognised by structure; what Kai cannot run is refused with the way in."""
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 
@@ -33,11 +34,10 @@ def registry():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("make", "kind"),
     [
-        (lambda p: p.write_bytes(frozen_graph_bytes()), "frozen TensorFlow graph"),
         (lambda p: p.write_bytes(saved_model_bytes()), "TensorFlow SavedModel"),
         (_zip_without_variables, r"TensorFlow SavedModel \(zipped\)"),
     ],
-    ids=["frozen-pb", "saved-model-pb", "zip-without-variables"],
+    ids=["saved-model-pb", "zip-without-variables"],
 )
 def test_tensorflow_graphs_are_refused_with_the_way_to_convert_them(
     registry, tmp_path: Path, make, kind: str
@@ -50,6 +50,19 @@ def test_tensorflow_graphs_are_refused_with_the_way_to_convert_them(
         resolve_format(registry, path, ImportOptions())
     assert "TFLiteConverter" in caught.value.message and "tf2onnx" in caught.value.message
     assert "ZIP of the whole SavedModel folder" in caught.value.message
+
+
+def test_a_frozen_graph_is_detected_and_needs_the_tensorflow_extra(
+    registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "frozen.pb"
+    path.write_bytes(frozen_graph_bytes())
+    assert registry.resolve(path).name == "tensorflow"
+    resolve_format(registry, path, ImportOptions())
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(InvalidInput, match=r"pip install 'kai\[tensorflow\]'"):
+        resolve_format(registry, path, ImportOptions())
 
 
 def test_onnx_and_garbage_are_not_taken_for_tensorflow(registry, tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -92,6 +94,10 @@ CHECKPOINT_OPS = frozenset(
     {"SaveV2", "Save", "SaveSlices", "RestoreV2", "Restore", "RestoreSlice", "MergeV2Checkpoints"}
 )
 _HEADER_LIMIT_BYTES = 1 << 16
+# What a prediction worker may allocate beyond what it holds once TensorFlow is imported.
+WORKER_MEMORY_BYTES = 6 * 1024**3
+# Nodes that end a graph without being an answer.
+_NOT_OUTPUTS = frozenset({"NoOp", "Const", "Placeholder", "Assert", "VarHandleOp"})
 
 
 class SavedModelFormat:
@@ -123,7 +129,7 @@ class SavedModelFormat:
         """Check the graph's operators, load it and run its signature once."""
         graph = SavedModelGraph(saved_model_folder(path), options.graph_input, options.graph_output)
         notes: list[str] = []
-        input_spec = _input_spec(graph.input_shape, options, notes)
+        input_spec = input_spec_for(graph.input_shape, options, notes)
         height, width = input_spec.size_px
         trial = np.random.default_rng(0).standard_normal((1, height, width, 3), np.float32)
         values = graph.run(trial)
@@ -243,25 +249,15 @@ class SavedModelGraph(GraphRunner):
         _, inputs = self._function.structured_input_signature
         self.inputs: dict[str, Any] = dict(inputs)
         self.outputs: dict[str, Any] = dict(self._function.structured_outputs)
-        self.input_name = _pick(sorted(self.inputs), input_name, "input")
-        self.output_name = _pick(_score_outputs(self.outputs), output_name, "output")
+        where = f"{SIGNATURE!r} signature"
+        self.input_name = _pick(sorted(self.inputs), input_name, "input", where)
+        self.output_name = _pick(_score_outputs(self.outputs), output_name, "output", where)
         self.features_output = _features_output(self.outputs, self.output_name)
         spec = self.inputs[self.input_name]
         self.input_dtype = np.dtype(spec.dtype.as_numpy_dtype)
         shape = spec.shape
         self.input_shape = [None if d is None else int(d) for d in shape.as_list()]
-        if len(self.input_shape) != 4 or self.input_dtype.kind != "f":
-            raise InvalidInput(
-                f"The SavedModel input {self.input_name!r} is {self.input_dtype.name} of shape "
-                f"{self.input_shape}; Kai feeds 4-D float NHWC images",
-                details={"field": "graphInput"},
-            )
-        if self.input_shape[3] not in (None, 3):
-            raise InvalidInput(
-                f"The SavedModel input {self.input_name!r} has shape {self.input_shape}; "
-                "Kai feeds NHWC images with 3 channels",
-                details={"field": "graphInput"},
-            )
+        _check_input(self.input_name, self.input_shape, self.input_dtype, "SavedModel")
         self._lock = threading.Lock()
 
     def run(self, inputs: np.ndarray, *, features: bool = False) -> np.ndarray:
@@ -318,6 +314,105 @@ class SavedModelGraph(GraphRunner):
         }
 
 
+class FrozenGraph(GraphRunner):
+    """A frozen ``GraphDef`` loaded in this process, after its operators are checked.
+
+    A frozen graph has no signature: its inputs are its ``Placeholder`` nodes and its
+    candidate outputs the nodes nothing else reads; any node may be named as the output.
+
+    Args:
+        path: The ``.pb`` file.
+        input_name: The placeholder to feed; required when there are several.
+        output_name: The node to read; required when several nodes end the graph.
+    """
+
+    def __init__(self, path: Path, input_name: str | None, output_name: str | None) -> None:
+        tf = tensorflow_module()
+        graph_def = tf.compat.v1.GraphDef()
+        _parse(graph_def, path, "a frozen GraphDef")
+        check_graph_def(graph_def)
+        nodes = {n.name: n for n in graph_def.node}
+        placeholders = sorted(n.name for n in graph_def.node if n.op == "Placeholder")
+        read = {_node_of(i) for n in graph_def.node for i in n.input}
+        ends = sorted(
+            n.name
+            for n in graph_def.node
+            if n.name not in read and n.op not in _NOT_OUTPUTS and not n.op.startswith("Save")
+        )
+        where = "frozen graph"
+        self.input_name = _pick(placeholders, input_name, "input", where)
+        if output_name is not None and output_name in nodes:
+            self.output_name = output_name
+        else:
+            self.output_name = _pick(ends, output_name, "output", where)
+        self.features_output = None
+        placeholder = nodes[self.input_name]
+        self.input_dtype = np.dtype(
+            tf.dtypes.as_dtype(placeholder.attr["dtype"].type).as_numpy_dtype
+        )
+        dims = placeholder.attr["shape"].shape.dim
+        self.input_shape = [None if d.size < 0 else int(d.size) for d in dims]
+        _check_input(self.input_name, self.input_shape, self.input_dtype, "frozen graph")
+
+        def imported() -> None:
+            tf.compat.v1.import_graph_def(graph_def, name="")
+
+        try:
+            wrapped = tf.compat.v1.wrap_function(imported, [])
+            self._function = wrapped.prune(
+                wrapped.graph.get_tensor_by_name(f"{self.input_name}:0"),
+                wrapped.graph.get_tensor_by_name(f"{self.output_name}:0"),
+            )
+        except Exception as exc:  # TensorFlow raises many kinds for a graph it cannot import.
+            raise InvalidInput(
+                f"TensorFlow cannot import the frozen graph: {str(exc)[:300] or type(exc)}"
+            ) from exc
+        self._constants = [n for n in graph_def.node if n.op == "Const"]
+        self._lock = threading.Lock()
+
+    def run(self, inputs: np.ndarray, *, features: bool = False) -> np.ndarray:
+        """The chosen node's values ``(N, D)`` for an NHWC float batch."""
+        if features:
+            raise InvalidInput(_NO_GRAPH_FEATURES)
+        tf = tensorflow_module()
+        feed = tf.constant(inputs.astype(self.input_dtype, copy=False))
+        with self._lock:
+            try:
+                result = self._function(feed)
+            except Exception as exc:  # TensorFlow's errors for a failing graph vary.
+                raise InvalidInput(
+                    f"The frozen graph failed on a {inputs.shape} input: {str(exc)[:300]}"
+                ) from exc
+        values = np.asarray(result.numpy(), dtype=np.float32)
+        return values.reshape(values.shape[0], -1)
+
+    def parameter_count(self) -> int:
+        """Elements of the float constants: a frozen graph's weights."""
+        tf = tensorflow_module()
+        count = 0
+        for node in self._constants:
+            tensor = node.attr["value"].tensor
+            if not tf.dtypes.as_dtype(tensor.dtype).is_floating:
+                continue
+            count += int(np.prod([d.size for d in tensor.tensor_shape.dim]))
+        return count
+
+    def details(self) -> dict[str, Any]:
+        """The input and output chosen, for the version's record."""
+        return {
+            "inputs": [
+                {
+                    "name": self.input_name,
+                    "shape": self.input_shape,
+                    "type": self.input_dtype.name,
+                }
+            ],
+            "outputs": [{"name": self.output_name}],
+            "featuresOutput": None,
+            "dataFormat": "channels_last",
+        }
+
+
 class WorkerGraph(GraphRunner):
     """A SavedModel run by a TensorFlow worker process; thread-safe.
 
@@ -325,7 +420,9 @@ class WorkerGraph(GraphRunner):
     folder with the same checks, and answers batches until this object is dropped.
     """
 
-    def __init__(self, folder: Path, input_name: str | None, output_name: str | None) -> None:
+    def __init__(
+        self, path: Path, input_name: str | None, output_name: str | None, *, frozen: bool = False
+    ) -> None:
         command = [sys.executable, "-c", _WORKER_BOOTSTRAP, *sys.path]
         self._process = subprocess.Popen(
             command,
@@ -336,7 +433,7 @@ class WorkerGraph(GraphRunner):
         )
         self._finalizer = weakref.finalize(self, _stop_worker, self._process)
         self._lock = threading.Lock()
-        hello = {"folder": str(folder), "input": input_name, "output": output_name}
+        hello = {"path": str(path), "input": input_name, "output": output_name, "frozen": frozen}
         with self._lock:
             self._send(hello, b"")
             ready, _ = self._receive()
@@ -384,6 +481,10 @@ _WORKER_BOOTSTRAP = (
     "import sys; sys.path[:0] = sys.argv[1:]; "
     "from kai.models.formats.saved_models import serve_worker; serve_worker()"
 )
+_NO_GRAPH_FEATURES = (
+    "A frozen graph names no embedding: feature extraction is unsupported for it; "
+    "upload the model as a SavedModel whose signature returns its features"
+)
 _NO_FEATURES = (
     f"The SavedModel's {SIGNATURE!r} signature returns no embedding beside its class scores "
     f"(an output named {', '.join(sorted(FEATURE_OUTPUT_NAMES))}); feature extraction is "
@@ -392,16 +493,22 @@ _NO_FEATURES = (
 
 
 def serve_worker() -> None:
-    """The worker's loop: load the folder named first, then answer batches until stdin ends."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    # TensorFlow's own logging must not mix with the answers.
+    """The worker's loop: load the graph named first, then answer batches until stdin ends."""
+    stdin = sys.stdin.buffer
+    # Answers go to a copy of the pipe; whatever TensorFlow prints goes to stderr instead.
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
     sys.stdout = sys.stderr
     hello = _read_message(stdin)
     if hello is None:
         return
     header, _ = hello
+    kind = FrozenGraph if header["frozen"] else SavedModelGraph
     try:
-        graph = SavedModelGraph(Path(header["folder"]), header["input"], header["output"])
+        # Imported before the cap, so that the cap measures the model's own needs.
+        tensorflow_module()
+        _cap_memory(WORKER_MEMORY_BYTES)
+        graph: GraphRunner = kind(Path(header["path"]), header["input"], header["output"])
     except InvalidInput as exc:
         _write_message(stdout, {"error": exc.message, "code": exc.code, "bytes": 0}, b"")
         return
@@ -417,6 +524,22 @@ def serve_worker() -> None:
             continue
         data = np.ascontiguousarray(values, dtype=np.float32).tobytes()
         _write_message(stdout, {"shape": list(values.shape), "bytes": len(data)}, data)
+
+
+def _cap_memory(memory_bytes: int) -> None:
+    """Cap the data segment at what the worker holds now plus ``memory_bytes``."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return
+    held = next(
+        (line.split()[1] for line in status.splitlines() if line.startswith("VmData:")), "0"
+    )
+    limit = int(held) * 1024 + memory_bytes
+    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def _write_message(stream: IO[bytes], header: dict[str, Any], payload: bytes) -> None:
@@ -492,54 +615,74 @@ def saved_model_folder(path: Path) -> Path:
 
 
 def check_operators(folder: Path) -> None:
-    """Refuse a graph with Python, file or unregistered operators, before TensorFlow loads it.
+    """Refuse a SavedModel with Python, file or unregistered operators, before TensorFlow loads it.
 
     Raises:
         CorruptModelFile: ``saved_model.pb`` does not parse.
         UnsafeModelFile: An operator runs Python, reaches files, or is not TensorFlow's.
     """
-    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
-    from tensorflow.python.framework import op_def_registry
 
     message = saved_model_pb2.SavedModel()
-    try:
-        message.ParseFromString((folder / GRAPH_FILE).read_bytes())
-    except (DecodeError, RuntimeWarning) as exc:
-        raise CorruptModelFile(f"{GRAPH_FILE} does not parse as a SavedModel: {exc}") from exc
+    _parse(message, folder / GRAPH_FILE, "a SavedModel")
     if not message.meta_graphs:
         raise CorruptModelFile(f"{GRAPH_FILE} holds no meta graph")
     for meta_graph in message.meta_graphs:
-        graph = meta_graph.graph_def
-        functions = {f.signature.name: f for f in graph.library.function}
-        every = [(n.op, n.name) for n in graph.node]
-        every += [(n.op, n.name) for f in functions.values() for n in f.node_def]
-        for op, node in every:
-            if op in PYTHON_OPS:
-                raise UnsafeModelFile(
-                    f"The SavedModel's node {node!r} is a {op} operator, which runs Python code "
-                    "from the graph; Kai never loads such a graph",
-                    details={"operator": op, "node": node},
-                )
-            if op in FILE_OPS:
-                raise UnsafeModelFile(
-                    f"The SavedModel's node {node!r} is a {op} operator, which reaches the file "
-                    "system; Kai never loads such a graph",
-                    details={"operator": op, "node": node},
-                )
-            if op not in functions and op_def_registry.get(op) is None:
-                raise UnsafeModelFile(
-                    f"The SavedModel's node {node!r} uses the operator {op!r}, which TensorFlow "
-                    "does not register (a custom op library, which Kai never loads)",
-                    details={"operator": op, "node": node},
-                )
-        for op, node in _serving_nodes(meta_graph, functions):
-            if op in CHECKPOINT_OPS:
-                raise UnsafeModelFile(
-                    f"The SavedModel's serving signature runs {op} (node {node!r}), which "
-                    "reads or writes checkpoint files; Kai never loads such a graph",
-                    details={"operator": op, "node": node},
-                )
+        functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+        check_graph_def(meta_graph.graph_def, _serving_nodes(meta_graph, functions))
+
+
+def check_graph_def(graph: Any, serving: Iterable[tuple[str, str]] | None = None) -> None:
+    """Refuse a ``GraphDef`` with Python, file or unregistered operators.
+
+    Args:
+        graph: The ``GraphDef``.
+        serving: ``(op, node)`` of what inference runs, where checkpoint operators are
+            refused too; None when inference runs the whole graph.
+
+    Raises:
+        UnsafeModelFile: An operator runs Python, reaches files, or is not TensorFlow's.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    functions = {f.signature.name for f in graph.library.function}
+    every = [(n.op, n.name) for n in graph.node]
+    every += [(n.op, n.name) for f in graph.library.function for n in f.node_def]
+    for op, node in every:
+        if op in PYTHON_OPS:
+            raise UnsafeModelFile(
+                f"The graph's node {node!r} is a {op} operator, which runs Python code "
+                "from the graph; Kai never loads such a graph",
+                details={"operator": op, "node": node},
+            )
+        if op in FILE_OPS:
+            raise UnsafeModelFile(
+                f"The graph's node {node!r} is a {op} operator, which reaches the file "
+                "system; Kai never loads such a graph",
+                details={"operator": op, "node": node},
+            )
+        if op not in functions and op_def_registry.get(op) is None:
+            raise UnsafeModelFile(
+                f"The graph's node {node!r} uses the operator {op!r}, which TensorFlow "
+                "does not register (a custom op library, which Kai never loads)",
+                details={"operator": op, "node": node},
+            )
+    for op, node in every if serving is None else serving:
+        if op in CHECKPOINT_OPS:
+            raise UnsafeModelFile(
+                f"The graph's inference runs {op} (node {node!r}), which reads or writes "
+                "checkpoint files; Kai never loads such a graph",
+                details={"operator": op, "node": node},
+            )
+
+
+def _parse(message: Any, path: Path, what: str) -> None:
+    from google.protobuf.message import DecodeError
+
+    try:
+        message.ParseFromString(path.read_bytes())
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        raise CorruptModelFile(f"{path.name} does not parse as {what}: {exc}") from exc
 
 
 def _serving_nodes(meta_graph: Any, functions: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -593,35 +736,54 @@ def _features_output(outputs: dict[str, Any], scores: str) -> str | None:
     return found[0] if found else None
 
 
-def _pick(names: list[str], wanted: str | None, what: str) -> str:
+def _pick(names: list[str], wanted: str | None, what: str, where: str) -> str:
     field = f"graph{what.title()}"
     if wanted is not None:
         if wanted not in names:
             raise InvalidInput(
-                f"The {SIGNATURE!r} signature has no {what} named {wanted!r}; it has {names}",
+                f"The {where} has no {what} named {wanted!r}; it has {names}",
                 details={"field": field, "names": names},
             )
         return wanted
     if len(names) != 1:
         raise InvalidInput(
-            f"The {SIGNATURE!r} signature has {len(names)} {what}s ({', '.join(names)}); "
+            f"The {where} has {len(names)} {what}s ({', '.join(names) or 'none'}); "
             f"say which one to use with {field}",
             details={"field": field, "names": names},
         )
     return names[0]
 
 
+def _node_of(tensor: str) -> str:
+    return tensor.split(":")[0].lstrip("^")
+
+
+def _check_input(name: str, shape: list[int | None], dtype: np.dtype[Any], where: str) -> None:
+    if len(shape) != 4 or dtype.kind != "f":
+        raise InvalidInput(
+            f"The {where} input {name!r} is {dtype.name} of shape {shape}; "
+            "Kai feeds 4-D float NHWC images",
+            details={"field": "graphInput"},
+        )
+    if shape[3] not in (None, 3):
+        raise InvalidInput(
+            f"The {where} input {name!r} has shape {shape}; Kai feeds NHWC images with 3 channels",
+            details={"field": "graphInput"},
+        )
+
+
 def _nhwc(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
 
 
-def _input_spec(shape: list[int | None], options: ImportOptions, notes: list[str]) -> InputSpec:
+def input_spec_for(shape: list[int | None], options: ImportOptions, notes: list[str]) -> InputSpec:
+    """The input size (fixed by the graph, else given, else the default) and normalisation."""
     height, width = shape[1], shape[2]
     given = options.input_size_px
     if height is not None and width is not None:
         if given and given != (height, width):
             raise InvalidInput(
-                f"The SavedModel takes {height}x{width} px inputs, not the {given} given",
+                f"The graph takes {height}x{width} px inputs, not the {given} given",
                 details={"field": "inputSize"},
             )
         size = (height, width)
