@@ -8,7 +8,8 @@ same checks as any bundle (names that climb out, links, bombs).
 Nothing in the folder is trusted. Before TensorFlow loads it, every
 operator of the graph and of its function library is read from the
 protobuf and checked: operators that call back into Python (``PyFunc``,
-``EagerPyFunc``), operators that read or write files, and operators
+``EagerPyFunc``), operators that read or write files (by name, and any whose name speaks of
+files, readers, datasets, summaries or debugging), and operators
 TensorFlow does not register (custom op libraries, which Kai never loads)
 are refused. The ``serving_default`` signature is then what Kai feeds: one
 NHWC float image input, an output of class scores, and, when the signature
@@ -17,9 +18,11 @@ also returns one named like an embedding (``features``, ``embedding``,
 
 TensorFlow is imported only where a SavedModel is inspected (the import's
 sandbox) or run. A server predicting with a SavedModel version runs it in a
-worker process of its own, started with no secrets in its environment, so
-TensorFlow never shares a process with PyTorch; arrays cross its pipes as
-raw float32 bytes behind a JSON header, never pickled.
+worker process of its own, started with no secrets in its environment and
+its memory capped, so TensorFlow never loads into the server; arrays cross
+its pipes as raw float32 bytes behind a JSON header, never pickled. (Kai's
+package imports PyTorch before TensorFlow in those processes, the order in
+which both load; PyTorch loaded after TensorFlow crashes the process.)
 """
 
 from __future__ import annotations
@@ -75,19 +78,20 @@ FEATURE_OUTPUT_NAMES = frozenset(
 )
 # Operators that run Python from the graph: never loaded.
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
-# Operators that reach the file system outside a checkpoint's restore: never loaded.
+# Operators that reach the file system (or the network) outside a checkpoint's restore:
+# never loaded. Besides these, any operator whose name has one of the words below.
 FILE_OPS = frozenset(
     {
-        "ReadFile",
-        "WriteFile",
         "MatchingFiles",
-        "DeleteFile",
-        "CreateSummaryFileWriter",
-        "WriteSummary",
         "ImmutableConst",
         "LoadAndRemapMatrix",
+        "InitializeTableFromTextFile",
+        "InitializeTableFromTextFileV2",
     }
 )
+FILE_OP_WORDS = ("File", "Reader", "Dataset", "Summary", "Debug", "Rpc", "Gcs", "Bigtable")
+# String operators that only compute checkpoint file names.
+_NAMING_OPS = frozenset({"ShardedFilename", "ShardedFilespec"})
 # Checkpoint operators: allowed in the functions that save and restore variables, never
 # in what the serving signature runs, where the uploader would choose their paths.
 CHECKPOINT_OPS = frozenset(
@@ -655,7 +659,7 @@ def check_graph_def(graph: Any, serving: Iterable[tuple[str, str]] | None = None
                 "from the graph; Kai never loads such a graph",
                 details={"operator": op, "node": node},
             )
-        if op in FILE_OPS:
+        if _reaches_files(op):
             raise UnsafeModelFile(
                 f"The graph's node {node!r} is a {op} operator, which reaches the file "
                 "system; Kai never loads such a graph",
@@ -674,6 +678,12 @@ def check_graph_def(graph: Any, serving: Iterable[tuple[str, str]] | None = None
                 "checkpoint files; Kai never loads such a graph",
                 details={"operator": op, "node": node},
             )
+
+
+def _reaches_files(op: str) -> bool:
+    if op in _NAMING_OPS:
+        return False
+    return op in FILE_OPS or any(word in op for word in FILE_OP_WORDS)
 
 
 def _parse(message: Any, path: Path, what: str) -> None:
