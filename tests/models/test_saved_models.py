@@ -27,7 +27,12 @@ from kai.models.formats import (
     create_format_registry,
 )
 from kai.models.formats.preprocessing import softmax
-from kai.models.formats.saved_models import SavedModelFormat, saved_model_folder
+from kai.models.formats.saved_models import (
+    SavedModelFormat,
+    SavedModelPredictor,
+    WorkerGraph,
+    saved_model_folder,
+)
 from kai.models.inspection import SANDBOX_MEMORY_BYTES, SANDBOX_TIMEOUT_SECONDS, resolve_format
 from kai.security.sandbox import run_isolated
 
@@ -120,6 +125,10 @@ def test_a_worker_runs_the_savedmodel_with_its_features_and_tensorflow_stays_out
     np.testing.assert_allclose(predictor.predict(batch), softmax(logits), atol=1e-5)
     assert isinstance(predictor, FeatureExtractor)
     np.testing.assert_allclose(predictor.extract_features(batch), pooled, atol=1e-5)
+    # A worker that dies is started again for the next batch.
+    assert isinstance(predictor, SavedModelPredictor) and isinstance(predictor.graph, WorkerGraph)
+    predictor.graph.kill()
+    np.testing.assert_allclose(predictor.predict(batch), softmax(logits), atol=1e-5)
     assert "tensorflow" not in sys.modules
 
 
@@ -152,6 +161,8 @@ def test_hostile_graphs_are_refused_and_frozen_graphs_need_their_output_named(
         ("tensorflow", frozen, {}),
         ("tensorflow", frozen, {"graph_output": "logits"}),
         ("tensorflow", frozen, {"graph_output": "logits", "graph_input": "images"}),
+        ("savedmodel", str(saved_models["classifier"]), {"graph_output": "scores"}),
+        ("savedmodel", str(saved_models["classifier"]), {"graph_input": "images"}),
     ]
 
     answers = run_isolated(
@@ -162,7 +173,7 @@ def test_hostile_graphs_are_refused_and_frozen_graphs_need_their_output_named(
         subject="the test graphs",
     )
 
-    custom, write_file, ambiguous, frozen_facts, wrong_input = answers
+    custom, write_file, ambiguous, frozen_facts, wrong_input, no_output, no_input = answers
     assert custom["code"] == "unsafe_model_file"
     assert "'KaiCustomMatMul', which TensorFlow does not register" in custom["error"]
     assert "WriteFile operator, which reaches the file system" in write_file["error"]
@@ -176,3 +187,6 @@ def test_hostile_graphs_are_refused_and_frozen_graphs_need_their_output_named(
         "graphOutput": "logits",
     }
     assert "no input named 'images'; it has ['pixels']" in wrong_input["error"]
+    assert "'serving_default' signature has no output named 'scores'" in no_output["error"]
+    assert "it has ['logits']" in no_output["error"]
+    assert "'serving_default' signature has no input named 'images'" in no_input["error"]

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import resource
+import select
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from kai.errors import CorruptModelFile, InvalidInput, UnsafeModelFile
+from kai.errors import CorruptModelFile, InvalidInput, TimeLimitExceeded, UnsafeModelFile
 from kai.models.formats.base import (
     ArtifactFile,
     Features,
@@ -100,6 +101,8 @@ CHECKPOINT_OPS = frozenset(
 _HEADER_LIMIT_BYTES = 1 << 16
 # What a prediction worker may allocate beyond what it holds once TensorFlow is imported.
 WORKER_MEMORY_BYTES = 6 * 1024**3
+# How long a prediction worker may take to start (TensorFlow's import included) or answer.
+WORKER_TIMEOUT_SECONDS = 300.0
 # Nodes that end a graph without being an answer.
 _NOT_OUTPUTS = frozenset({"NoOp", "Const", "Placeholder", "Assert", "VarHandleOp"})
 
@@ -421,32 +424,34 @@ class WorkerGraph(GraphRunner):
     """A SavedModel run by a TensorFlow worker process; thread-safe.
 
     The worker is started with the sandbox's environment (no secrets), loads the
-    folder with the same checks, and answers batches until this object is dropped.
+    graph with the same checks, and answers batches until this object is dropped.
+    A worker that dies is started again on the next batch; one that takes longer
+    than :data:`WORKER_TIMEOUT_SECONDS` to answer is killed.
     """
 
     def __init__(
         self, path: Path, input_name: str | None, output_name: str | None, *, frozen: bool = False
     ) -> None:
-        command = [sys.executable, "-c", _WORKER_BOOTSTRAP, *sys.path]
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=child_environment(),
-        )
-        self._finalizer = weakref.finalize(self, _stop_worker, self._process)
+        self._hello: dict[str, Any] = {
+            "path": str(path),
+            "input": input_name,
+            "output": output_name,
+            "frozen": frozen,
+        }
         self._lock = threading.Lock()
-        hello = {"path": str(path), "input": input_name, "output": output_name, "frozen": frozen}
         with self._lock:
-            self._send(hello, b"")
-            ready, _ = self._receive()
+            ready = self._start()
         self.features_output = ready.get("featuresOutput")
 
     def run(self, inputs: np.ndarray, *, features: bool = False) -> np.ndarray:
         """Send the batch to the worker and read its answer."""
         batch = np.ascontiguousarray(inputs, dtype=np.float32)
         with self._lock:
+            if self._process.poll() is not None:
+                logger.warning(
+                    "The TensorFlow worker for %s stopped; starting it again", self._hello
+                )
+                self._start()
             self._send({"shape": list(batch.shape), "features": features}, batch.tobytes())
             header, payload = self._receive()
         shape = [int(d) for d in header["shape"]]
@@ -459,6 +464,25 @@ class WorkerGraph(GraphRunner):
         """Stop the worker."""
         self._finalizer()
 
+    def kill(self) -> None:
+        """End the worker at once, as a crash would."""
+        self._process.kill()
+        self._process.wait()
+
+    def _start(self) -> dict[str, Any]:
+        command = [sys.executable, "-c", _WORKER_BOOTSTRAP, *sys.path]
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=child_environment(),
+        )
+        self._finalizer = weakref.finalize(self, _stop_worker, self._process)
+        self._send(self._hello, b"")
+        ready, _ = self._receive()
+        return ready
+
     def _send(self, header: dict[str, Any], payload: bytes) -> None:
         stream = self._process.stdin
         assert stream is not None
@@ -470,6 +494,15 @@ class WorkerGraph(GraphRunner):
     def _receive(self) -> tuple[dict[str, Any], bytes]:
         stream = self._process.stdout
         assert stream is not None
+        answered, _, _ = select.select([stream], [], [], WORKER_TIMEOUT_SECONDS)
+        if not answered:
+            self._finalizer.detach()
+            self._process.kill()
+            _stop_worker(self._process)
+            raise TimeLimitExceeded(
+                f"The TensorFlow worker did not answer within {WORKER_TIMEOUT_SECONDS:.0f} s "
+                "and was stopped"
+            )
         message = _read_message(stream)
         if message is None:
             code = self._process.poll()
