@@ -274,6 +274,12 @@ class SavedModelGraph(GraphRunner):
             if self.features_output is None:
                 raise InvalidInput(_NO_FEATURES)
             name = self.features_output
+        # A signature built for batches of one is fed one image at a time.
+        batches = [inputs] if self.input_shape[0] != 1 else [image[None] for image in inputs]
+        rows = [self._run_batch(batch, name) for batch in batches]
+        return np.concatenate(rows)
+
+    def _run_batch(self, inputs: np.ndarray, name: str) -> np.ndarray:
         tf = tensorflow_module()
         feed = tf.constant(inputs.astype(self.input_dtype, copy=False))
         with self._lock:
@@ -381,6 +387,11 @@ class FrozenGraph(GraphRunner):
         """The chosen node's values ``(N, D)`` for an NHWC float batch."""
         if features:
             raise InvalidInput(_NO_GRAPH_FEATURES)
+        # A placeholder built for batches of one is fed one image at a time.
+        batches = [inputs] if self.input_shape[0] != 1 else [image[None] for image in inputs]
+        return np.concatenate([self._run_batch(batch) for batch in batches])
+
+    def _run_batch(self, inputs: np.ndarray) -> np.ndarray:
         tf = tensorflow_module()
         feed = tf.constant(inputs.astype(self.input_dtype, copy=False))
         with self._lock:
