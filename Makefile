@@ -18,7 +18,7 @@ test: $(STAMP) $(WEB_STAMP) browser-deps lint typecheck pytest pytest-postgres
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,ml,tfds,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,ml,tfds,tensorflow,bench]'
 	touch $(STAMP)
 
 $(WEB_STAMP): $(WEB_SOURCES) web/package-lock.json

@@ -8,8 +8,10 @@ real sandbox.
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import io
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from kai.db.tables import Job
 from kai.errors import KaiError
 from kai.jobs.context import JobContext
 from kai.models.formats import InputSpec
-from kai.models.formats.preprocessing import images_to_array
+from kai.models.formats.preprocessing import images_to_array, softmax
 from kai.runtime import Runtime
 from kai.security.downloads import AddressPolicy
 from models.model_factories import (
@@ -39,9 +41,12 @@ from models.model_factories import (
     reference_probabilities,
     save_pickled_module,
     save_state_dict,
+    saved_model_bytes,
     tiny_model,
     zipped_saved_model,
 )
+from models.savedmodel_factories import NUM_CLASSES as SAVED_MODEL_CLASSES
+from models.savedmodel_factories import build_saved_models, savedmodel_reference
 
 pytestmark = pytest.mark.db
 
@@ -366,14 +371,129 @@ def test_versions_compare_needs_two_to_ten_distinct_numbers(
     assert response.json()["error"]["details"]["field"] == "versions"
 
 
-def test_a_tensorflow_savedmodel_upload_is_answered_with_the_conversions_kai_reads(
-    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+def test_a_lone_saved_model_pb_is_answered_with_the_way_in(
+    client: TestClient, editor: Account, runtime: Runtime
 ) -> None:
+    response = upload(client, editor, saved_model_bytes(), filename="saved_model.pb")
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "TensorFlow SavedModel" in message and "ZIP of the whole SavedModel folder" in message
+    assert "TFLiteConverter" in message
+    assert_nothing_stored(client, editor, runtime)
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Zipped SavedModels built by TensorFlow in a child process; never imported here."""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs the tensorflow extra: pip install -e '.[tensorflow]'")
+    out = tmp_path_factory.mktemp("saved_models")
+    return build_saved_models(out, out / "canary")
+
+
+@pytest.mark.slow
+def test_a_savedmodel_upload_reads_back_its_facts_and_predicts(
+    client: TestClient, editor: Account, runtime: Runtime, saved_models: dict[str, Path]
+) -> None:
+    data = saved_models["classifier"].read_bytes()
+    fields = {"classNames": json.dumps(["ash", "birch", "cedar", "deal"])}
+    response = upload(client, editor, data, filename="classifier.zip", fields=fields)
+    assert response.status_code == 202, response.text
+    model_id = response.json()["id"]
+    result, error = run_job(runtime, response.json()["jobId"])
+    assert error is None and result is not None
+
+    version = client.get(f"{MODELS}/{model_id}/versions", headers=editor.headers).json()[0]
+    assert version["format"] == "savedmodel" and version["numClasses"] == SAVED_MODEL_CLASSES
+    assert version["inputSpec"]["sizePx"] == [SIZE_PX, SIZE_PX]
+    assert version["parameterCount"] == 3 * SAVED_MODEL_CLASSES + SAVED_MODEL_CLASSES
+    details = version["details"]
+    assert details["signature"] == "serving_default" and details["featuresOutput"] == "features"
+    assert details["inputs"] == [{"name": "pixels", "shape": [None, 32, 32, 3], "type": "float32"}]
+    assert {a["name"] for a in version["artifacts"]} >= {"saved_model/saved_model.pb"}
+
+    image = photo_bytes(1)
+    files = [("file", ("p.png", image, "image/png"))]
+    answer = client.post(f"{MODELS}/{model_id}/predict?topK=4", files=files, headers=editor.headers)
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"][0]["predictions"]
+    stored = version["inputSpec"]
+    spec = InputSpec(
+        size_px=stored["sizePx"],
+        mean=stored["mean"],
+        std=stored["std"],
+        crop_fraction=stored["cropFraction"],
+    )
+    batch = images_to_array([Image.open(io.BytesIO(image)).convert("RGB")], spec)
+    expected = softmax(savedmodel_reference(batch)[1])[0]
+    assert [p["index"] for p in top] == list(np.argsort(-expected))
+    assert top[0]["label"] == ["ash", "birch", "cedar", "deal"][top[0]["index"]]
+    assert top[0]["probability"] == pytest.approx(float(expected.max()), abs=1e-4)
+    assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.slow
+def test_a_frozen_graph_upload_with_its_output_named_predicts(
+    client: TestClient, editor: Account, runtime: Runtime, saved_models: dict[str, Path]
+) -> None:
+    data = saved_models["frozen"].read_bytes()
+    fields = {"graphOutput": "logits", "mean": "0,0,0", "std": "1,1,1"}
+    response = upload(client, editor, data, filename="frozen.pb", fields=fields)
+    assert response.status_code == 202, response.text
+    model_id = response.json()["id"]
+    assert run_job(runtime, response.json()["jobId"])[1] is None
+
+    version = client.get(f"{MODELS}/{model_id}/versions", headers=editor.headers).json()[0]
+    assert version["format"] == "tensorflow" and version["numClasses"] == SAVED_MODEL_CLASSES
+    assert version["parameterCount"] == 3 * SAVED_MODEL_CLASSES + SAVED_MODEL_CLASSES
+    white = [("file", ("white.png", _plain_png((255, 255, 255)), "image/png"))]
+    answer = client.post(f"{MODELS}/{model_id}/predict?topK=4", files=white, headers=editor.headers)
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"][0]["predictions"]
+    # A white image pools to ones: the logits are the head's column sums plus its bias.
+    expected = softmax(savedmodel_reference(np.ones((1, 3, SIZE_PX, SIZE_PX), np.float32))[1])[0]
+    assert [p["index"] for p in top] == list(np.argsort(-expected))
+    assert top[0]["probability"] == pytest.approx(float(expected.max()), abs=1e-4)
+    assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.slow
+def test_a_savedmodel_that_runs_python_is_refused_and_its_canary_never_appears(
+    client: TestClient, editor: Account, runtime: Runtime, saved_models: dict[str, Path]
+) -> None:
+    data = saved_models["pyfunc"].read_bytes()
+    response = upload(client, editor, data, filename="pyfunc.zip")
+    assert response.status_code == 202, response.text
+    result, error = run_job(runtime, response.json()["jobId"])
+    assert result is None and error is not None
+    assert "EagerPyFunc operator, which runs Python" in error
+    assert not (saved_models["pyfunc"].parent / "canary").exists()
+    versions = client.get(f"{MODELS}/{response.json()['id']}/versions", headers=editor.headers)
+    assert versions.json() == []
+
+
+def test_a_savedmodel_without_the_tensorflow_extra_says_how_to_add_it(
+    client: TestClient,
+    editor: Account,
+    runtime: Runtime,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
     data = zipped_saved_model(tmp_path / "saved.zip").read_bytes()
     response = upload(client, editor, data, filename="classifier.zip")
     assert response.status_code == 422
-    message = response.json()["error"]["message"]
-    assert "TensorFlow SavedModel (zipped)" in message and "TFLiteConverter" in message
+    assert "pip install 'kai[tensorflow]'" in response.json()["error"]["message"]
+    assert_nothing_stored(client, editor, runtime)
+
+
+def test_a_truncated_savedmodel_zip_is_refused_and_nothing_is_stored(
+    client: TestClient, editor: Account, runtime: Runtime, tmp_path: Path
+) -> None:
+    data = zipped_saved_model(tmp_path / "saved.zip").read_bytes()
+    response = upload(client, editor, data[: len(data) // 2], filename="classifier.zip")
+    assert response.status_code == 422
+    assert "not a model Kai can read" in response.json()["error"]["message"]
     assert_nothing_stored(client, editor, runtime)
 
 

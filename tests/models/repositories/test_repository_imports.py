@@ -235,7 +235,9 @@ def test_kaggle_savedmodel_files_are_refused_as_tensorflow(
 ) -> None:
     handle = "kai-test/tiles/other/saved"
     make_kaggle_model(kaggle_cache, handle, 2, {"saved_model.pb": b"\x08\x01"})
-    with pytest.raises(InvalidInput, match=r"holds a SavedModel\. Kai does not run TensorFlow"):
+    with pytest.raises(
+        InvalidInput, match=r"holds a SavedModel\. Kai runs TensorFlow SavedModels uploaded"
+    ):
         fetch_repository_model(
             Repository.KAGGLE, f"{handle}/2", None, ImportOptions(), settings=settings
         )

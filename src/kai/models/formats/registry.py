@@ -101,6 +101,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     from kai.models.formats.hf_classifiers import TransformersFormat
     from kai.models.formats.keras_models import KerasFormat
     from kai.models.formats.onnx_graphs import OnnxFormat
+    from kai.models.formats.saved_models import SavedModelFormat
     from kai.models.formats.state_dicts import StateDictFormat
     from kai.models.formats.tensorflow_graphs import TensorFlowGraphFormat
     from kai.models.formats.tflite_models import TfliteFormat
@@ -114,6 +115,8 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     registry.register(TransformersFormat())
     registry.register(KerasFormat())
     registry.register(TfliteFormat())
+    # SavedModel folders before the TensorFlow graphs that are only recognised and refused.
+    registry.register(SavedModelFormat())
     registry.register(TensorFlowGraphFormat())
     if plugins:
         load_plugins(registry, entry_points(group=ENTRY_POINT_GROUP))

@@ -1,50 +1,70 @@
-"""TensorFlow SavedModels and frozen ``.pb`` graphs: recognised, and refused with the way in.
+"""Frozen TensorFlow graphs (``.pb`` GraphDefs), and the TensorFlow files Kai refuses.
 
-Kai runs no TensorFlow runtime: TensorFlow's wheels pin libraries (h5py
-among them) that Kai's PyTorch-backed Keras and LiteRT stack pins
-differently. The format is still detected, from the protobuf's structure
-rather than its name, so that such a file is answered with what to do
-instead of "not a model": convert it to TFLite or ONNX, both of which Kai
-reads, or to a Keras file.
+A SavedModel uploaded as a ZIP of its folder (``saved_model.pb`` with
+``variables/``) is run by :mod:`.saved_models`, which the registry tries
+first. What is left is detected here, from the protobuf's structure rather
+than its name:
 
-Shapes recognised:
-
-- a ZIP holding ``saved_model.pb`` (a SavedModel folder, zipped);
-- ``saved_model.pb`` itself: a ``SavedModel`` message (field 1 a varint
-  schema version, field 2 the meta graphs);
-- a frozen ``GraphDef``: repeated field 1 nodes, each with an ``op``, and
-  field 4 ``versions``.
+- a frozen ``GraphDef`` (repeated field 1 nodes, each with an ``op``, and
+  field 4 ``versions``): run by TensorFlow like a SavedModel, with the same
+  operator checks, fed through its ``Placeholder`` and read at the node that
+  ends the graph; ``graphInput`` and ``graphOutput`` name them when there are
+  several. A frozen graph names no embedding, so it gives no features;
+- ``saved_model.pb`` alone (a ``SavedModel`` message: field 1 a varint
+  schema version, field 2 the meta graphs), or a ZIP holding one without its
+  ``variables/`` folder: refused with what to upload instead (the whole
+  folder zipped, or a TFLite or ONNX conversion).
 """
 
 from __future__ import annotations
 
+import shutil
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+
+import numpy as np
 
 from kai.errors import InvalidInput
 from kai.models.formats.base import (
     ArtifactFile,
     ImportOptions,
     Inspection,
+    LayerGroup,
     ModelSpec,
     Predictor,
 )
+from kai.models.formats.class_names import resolve_class_names
+from kai.models.formats.preprocessing import looks_like_probabilities
+from kai.models.formats.saved_models import (
+    FrozenGraph,
+    GraphRunner,
+    SavedModelPredictor,
+    WorkerGraph,
+    input_spec_for,
+    require_tensorflow,
+)
 
+ARTIFACT_NAME = "model.pb"
+FROZEN_GRAPH = "frozen TensorFlow graph (GraphDef)"
 MAX_FIELDS_READ = 64
 MAX_HEAD_BYTES = 1 << 26
 _VARINT, _LEN = 0, 2
 _GRAPH_DEF_FIELDS = frozenset({1, 2, 3, 4})
 CONVERT_ADVICE = (
-    "Kai does not run TensorFlow graphs. Convert the model where TensorFlow is installed, "
-    "then upload the result: to TFLite with tf.lite.TFLiteConverter.from_saved_model(folder), "
+    "Kai runs TensorFlow SavedModels uploaded as a ZIP of the whole SavedModel folder "
+    "(saved_model.pb with its variables/ folder) and frozen .pb graphs, with the 'tensorflow' "
+    "extra installed (pip install 'kai[tensorflow]'); a saved_model.pb without its variables "
+    "cannot run. Zip the whole folder, or convert the model where TensorFlow is installed "
+    "and upload the result: to TFLite with tf.lite.TFLiteConverter.from_saved_model(folder), "
     "to ONNX with 'python -m tf2onnx.convert --saved-model folder --output model.onnx', or, "
     "for a Keras model, model.save('model.keras')"
 )
 
 
 class TensorFlowGraphFormat:
-    """Recognises TensorFlow graphs so that the refusal can say what to upload instead."""
+    """Frozen graphs, run by TensorFlow; a lone ``saved_model.pb`` refused with the way in."""
 
     name = "tensorflow"
     framework = "tensorflow"
@@ -55,26 +75,67 @@ class TensorFlowGraphFormat:
         return savedmodel_kind(path) is not None
 
     def check(self, path: Path, options: ImportOptions) -> None:
-        """Refuse the graph, naming its kind and the conversions Kai reads."""
+        """Refuse what Kai does not run, naming its kind; a frozen graph needs TensorFlow."""
         del options
         kind = savedmodel_kind(path) or "TensorFlow graph"
+        if kind == FROZEN_GRAPH:
+            require_tensorflow()
+            return
         raise InvalidInput(
             f"{path.name!r} is a {kind}. {CONVERT_ADVICE}",
             details={"field": "file", "format": self.name, "kind": kind},
         )
 
     def inspect(self, path: Path, options: ImportOptions) -> Inspection:
-        """Never reached: :meth:`check` refuses every file."""
+        """Check the graph's operators, import it and run it once."""
         self.check(path, options)
-        raise AssertionError("check() always raises")
+        graph = FrozenGraph(path, options.graph_input, options.graph_output)
+        notes: list[str] = []
+        input_spec = input_spec_for(graph.input_shape, options, notes)
+        height, width = input_spec.size_px
+        trial = np.random.default_rng(0).standard_normal((1, height, width, 3), np.float32)
+        values = graph.run(trial)
+        num_classes = int(values.shape[1])
+        notes.append("A frozen graph names no embedding; feature extraction is unsupported")
+        spec = ModelSpec(
+            format=self.name,
+            num_classes=num_classes,
+            input=input_spec,
+            class_names=resolve_class_names(options.class_names, num_classes, notes),
+            graph_input=graph.input_name,
+            graph_output=graph.output_name,
+            outputs_probabilities=looks_like_probabilities(values),
+        )
+        parameters = graph.parameter_count()
+        return Inspection(
+            spec=spec,
+            parameter_count=parameters,
+            layer_groups=[
+                LayerGroup(name="graph", modules=[graph.output_name], parameter_count=parameters)
+            ],
+            notes=notes,
+            safety_checks=[
+                "no operators that run Python (PyFunc, EagerPyFunc) or reach files",
+                "only operators TensorFlow registers, no custom op libraries",
+            ],
+            details=graph.details(),
+        )
 
     def prepare(self, path: Path, inspection: Inspection, out_dir: Path) -> list[ArtifactFile]:
-        """Never reached: :meth:`check` refuses every file."""
-        raise InvalidInput(CONVERT_ADVICE)
+        """Keep the graph as it is."""
+        del inspection
+        shutil.copyfile(path, out_dir / ARTIFACT_NAME)
+        return [ArtifactFile("weights", ARTIFACT_NAME, out_dir / ARTIFACT_NAME)]
 
     def load(self, artifact_dir: Path, spec: ModelSpec) -> Predictor:
-        """Never reached: no TensorFlow version is ever stored."""
-        raise InvalidInput(CONVERT_ADVICE)
+        """A predictor over the kept graph; in a TensorFlow worker unless TensorFlow is here."""
+        path = artifact_dir / ARTIFACT_NAME
+        runner: GraphRunner
+        if "tensorflow" in sys.modules:
+            runner = FrozenGraph(path, spec.graph_input, spec.graph_output)
+        else:
+            runner = WorkerGraph(path, spec.graph_input, spec.graph_output, frozen=True)
+        return SavedModelPredictor(runner, spec)
 
 
 def savedmodel_kind(path: Path) -> str | None:
@@ -88,7 +149,7 @@ def savedmodel_kind(path: Path) -> str | None:
     if len(fields) >= 2 and fields[0][:2] == (1, _VARINT) and fields[0][2] == 1:
         return "TensorFlow SavedModel" if fields[1][:2] == (2, _LEN) else None
     if fields and {f[0] for f in fields} <= _GRAPH_DEF_FIELDS and _is_node(data, fields[0]):
-        return "frozen TensorFlow graph (GraphDef)"
+        return FROZEN_GRAPH
     return None
 
 

@@ -12,8 +12,9 @@ cached version is read through the same call.
 TFLite and Keras models (Kaggle frameworks ``tfLite`` and ``keras``) import
 like any other file; TensorFlow Hub's ``lite-model`` addresses map to
 ``tfLite`` handles. SavedModels (``tensorFlow1``, ``tensorFlow2``) and TF.js
-graphs are refused before any job runs, with the conversions Kai reads, and
-SavedModel files found after the download fail the import the same way.
+graphs are refused before any job runs, with the way in (a SavedModel folder
+zipped and uploaded, or the conversions Kai reads), and SavedModel files
+found after the download fail the import the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from kai.models.repositories._base import FetchedModel, Repository, fill_options
 logger = logging.getLogger(__name__)
 
 TENSORFLOW_FRAMEWORKS = frozenset({"tensorflow1", "tensorflow2", "tfjs"})
-TENSORFLOW_UNSUPPORTED = "TensorFlow SavedModels and TF.js graphs are not run by Kai"
+TENSORFLOW_UNSUPPORTED = (
+    "TensorFlow SavedModels and TF.js graphs are not run by Kai from a repository"
+)
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".bin", ".tflite", ".keras", ".h5")
 # The format each Kaggle framework's files are in, where the file alone leaves a doubt.
 _FRAMEWORK_FORMATS = {"tflite": "tflite", "keras": "keras", "onnx": "onnx"}
