@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from timm.data.imagenet_info import ImageNetInfo
-
 from kai.errors import InvalidInput
 
 IMAGENET_NUM_CLASSES = 1000
@@ -30,6 +28,9 @@ def resolve_class_names(
         notes.append("Class names read from the model file")
         return list(found)
     if num_classes == IMAGENET_NUM_CLASSES:
+        # timm carries ImageNet's names; it is imported here, not with the API.
+        from timm.data.imagenet_info import ImageNetInfo
+
         notes.append("No class names given; the 1000 outputs are taken as ImageNet-1k's classes")
         info = ImageNetInfo()
         return [info.index_to_description(index) for index in range(num_classes)]
