@@ -98,16 +98,13 @@ def test_trusting_repository_code_is_for_admins_only(
     assert "trustRepositoryCode" in without.json()["error"]["message"]
 
 
-def test_tensorflow_hub_address_is_refused_as_tensorflow(
+def test_tensorflow1_hub_module_is_refused_with_the_conversions(
     client: TestClient, editor: Account
 ) -> None:
-    form = _form(
-        repository="tensorflow-hub",
-        modelId="https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5",
-    )
+    form = _form(repository="kaggle", modelId="google/mobilenet-v1/tensorFlow1/classify")
     response = client.post(ROUTE, data=form, headers=editor.headers)
     assert response.status_code == 422
-    assert "SavedModels and TF.js graphs are not run" in response.json()["error"]["message"]
+    assert "TensorFlow 1 hub modules" in response.json()["error"]["message"]
 
 
 def test_model_id_is_required(client: TestClient, editor: Account) -> None:

@@ -6,6 +6,8 @@ repository's file, which is where each repository's rules live.
 
 from __future__ import annotations
 
+import importlib.util
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from kai.models import ModelSource, SourceKind, start_model_import
 from kai.models.formats import ImportOptions
 from kai.models.repositories import (
     Repository,
+    _kaggle,
     _torch_hub,
     check_repository_request,
     fetch_repository_model,
@@ -41,6 +44,7 @@ from models.repositories.model_caches import (
     safetensors_bytes,
     set_hf_ref,
 )
+from models.savedmodel_factories import build_saved_models
 from models.tflite_factories import linear_tflite
 
 REPO_ID = "kai-test/tiles-efficientnet"
@@ -230,27 +234,73 @@ def test_kaggle_model_reads_the_newest_cached_version(
     assert fetched.path.parent.name == "3"
 
 
-def test_kaggle_savedmodel_files_are_refused_as_tensorflow(
-    kaggle_cache: Path, settings: Settings
+def test_kaggle_savedmodel_folder_is_zipped_into_the_jobs_folder(
+    kaggle_cache: Path, settings: Settings, tmp_path: Path
 ) -> None:
-    handle = "kai-test/tiles/other/saved"
-    make_kaggle_model(kaggle_cache, handle, 2, {"saved_model.pb": b"\x08\x01"})
-    with pytest.raises(
-        InvalidInput, match=r"holds a SavedModel\. Kai runs TensorFlow SavedModels uploaded"
-    ):
-        fetch_repository_model(
-            Repository.KAGGLE, f"{handle}/2", None, ImportOptions(), settings=settings
-        )
+    handle = "kai-test/tiles/tensorFlow2/saved"
+    files = {"saved_model.pb": b"\x08\x01", "variables/variables.index": b"index"}
+    folder = make_kaggle_model(kaggle_cache, handle, 2, files)
+    (folder / "outside").symlink_to("/etc/hostname")
+    fetched = fetch_repository_model(
+        Repository.KAGGLE,
+        f"{handle}/2",
+        None,
+        ImportOptions(),
+        settings=settings,
+        work_dir=tmp_path / "job",
+    )
+    assert fetched.path.parent == tmp_path / "job"
+    with zipfile.ZipFile(fetched.path) as archive:
+        assert sorted(archive.namelist()) == [
+            "saved_model/saved_model.pb",
+            "saved_model/variables/variables.index",
+        ]
+    assert fetched.provenance["revision"] == "2"
 
 
-def test_tfhub_savedmodel_address_maps_to_its_kaggle_handle_and_is_refused() -> None:
+def test_tfhub_savedmodel_address_maps_to_its_kaggle_handle() -> None:
     address = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5"
-    with pytest.raises(InvalidInput, match=r"SavedModels and TF\.js graphs are not run") as caught:
-        check_repository_request(Repository.TENSORFLOW_HUB, address)
-    assert caught.value.details["handle"] == (
+    check_repository_request(Repository.TENSORFLOW_HUB, address)
+    assert _kaggle.resolve_handle(Repository.TENSORFLOW_HUB, address) == (
         "google/mobilenet-v2/tensorFlow2/100-224-classification"
     )
+
+
+def test_tensorflow1_hub_modules_are_refused_with_the_conversions() -> None:
+    with pytest.raises(InvalidInput, match=r"TensorFlow 1 hub modules") as caught:
+        check_repository_request(Repository.KAGGLE, "google/mobilenet-v1/tensorFlow1/classify")
     assert "tf.lite.TFLiteConverter" in caught.value.message
+
+
+@pytest.mark.db
+@pytest.mark.slow
+def test_kaggle_savedmodel_imports_and_predicts_like_an_upload(
+    kaggle_cache: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    tmp_path: Path,
+) -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs the tensorflow extra: pip install -e '.[tensorflow]'")
+    built = build_saved_models(tmp_path / "built", tmp_path / "canary")
+    handle = "kai-test/tiles/tensorFlow2/classifier"
+    with zipfile.ZipFile(built["classifier"]) as archive:
+        files = {
+            name.split("/", 1)[1]: archive.read(name)
+            for name in archive.namelist()
+            if not name.endswith("/")
+        }
+    make_kaggle_model(kaggle_cache, handle, 1, files)
+
+    model_id, result, error = _import(settings, database, blobs, Repository.KAGGLE, handle)
+
+    assert error is None and result is not None
+    with database.session() as session:
+        version = session.query(ModelVersion).filter_by(model_id=model_id).one()
+        assert version.format == "savedmodel"
+        assert version.provenance["kaggleHandle"] == handle
+        assert version.provenance["revision"] == "1"
 
 
 @pytest.mark.db

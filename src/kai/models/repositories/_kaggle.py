@@ -11,10 +11,10 @@ cached version is read through the same call.
 
 TFLite and Keras models (Kaggle frameworks ``tfLite`` and ``keras``) import
 like any other file; TensorFlow Hub's ``lite-model`` addresses map to
-``tfLite`` handles. SavedModels (``tensorFlow1``, ``tensorFlow2``) and TF.js
-graphs are refused before any job runs, with the way in (a SavedModel folder
-zipped and uploaded, or the conversions Kai reads), and SavedModel files
-found after the download fail the import the same way.
+``tfLite`` handles. A TensorFlow 2 SavedModel (``tensorFlow2``) is zipped
+from the cache into the job's folder, links left out, and imported like an
+uploaded SavedModel (the ``tensorflow`` extra). TensorFlow 1 hub modules and
+TF.js graphs are refused before any job runs, with the conversions Kai reads.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,10 +33,11 @@ from kai.models.repositories._base import FetchedModel, Repository, fill_options
 
 logger = logging.getLogger(__name__)
 
-TENSORFLOW_FRAMEWORKS = frozenset({"tensorflow1", "tensorflow2", "tfjs"})
+TENSORFLOW_FRAMEWORKS = frozenset({"tensorflow1", "tfjs"})
 TENSORFLOW_UNSUPPORTED = (
-    "TensorFlow SavedModels and TF.js graphs are not run by Kai from a repository"
+    "TensorFlow 1 hub modules and TF.js graphs are not run by Kai from a repository"
 )
+SAVED_MODEL_FILE = "saved_model.pb"
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".bin", ".tflite", ".keras", ".h5")
 # The format each Kaggle framework's files are in, where the file alone leaves a doubt.
 _FRAMEWORK_FORMATS = {"tflite": "tflite", "keras": "keras", "onnx": "onnx"}
@@ -76,9 +78,17 @@ def resolve_handle(repository: Repository, reference: str) -> str:
 
 
 def fetch_kaggle(
-    repository: Repository, reference: str, revision: str | None, options: ImportOptions
+    repository: Repository,
+    reference: str,
+    revision: str | None,
+    options: ImportOptions,
+    *,
+    work_dir: Path,
 ) -> FetchedModel:
     """The model's weights file from Kaggle or the kagglehub cache.
+
+    A SavedModel folder is zipped into ``work_dir``, which is where the returned path
+    then lies.
 
     Raises:
         InvalidInput: The handle is malformed, the files are TensorFlow's, or hold no
@@ -90,14 +100,14 @@ def fetch_kaggle(
         handle = f"{handle}/{revision}"
     folder = _download(handle)
     version = folder.name
-    path = _weights_file(folder, handle)
+    path = _weights_file(folder, handle, work_dir)
     provenance = {
         "kind": "repository",
         "repository": repository.value,
         "reference": reference,
         "revision": version,
         "kaggleHandle": handle.rsplit("/", 1)[0] if handle.count("/") == 4 else handle,
-        "file": str(path.relative_to(folder)),
+        "file": str(path.relative_to(folder)) if path.is_relative_to(folder) else path.name,
     }
     framework = _FRAMEWORK_FORMATS.get(handle.split("/")[2].lower())
     if path.suffix == ".onnx":
@@ -194,12 +204,15 @@ def _not_cached(handle: str, exc: Exception) -> NotFound:
     )
 
 
-def _weights_file(folder: Path, handle: str) -> Path:
+def _weights_file(folder: Path, handle: str, work_dir: Path) -> Path:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    saved = [p for p in files if p.name == SAVED_MODEL_FILE]
+    if len(saved) == 1:
+        return _zip_saved_model(saved[0].parent, files, work_dir)
     if any(p.name in _TENSORFLOW_FILES for p in files):
         raise InvalidInput(
-            f"{TENSORFLOW_UNSUPPORTED}: Kaggle model {handle!r} holds a SavedModel. "
-            f"{CONVERT_ADVICE}"
+            f"{TENSORFLOW_UNSUPPORTED}: Kaggle model {handle!r} holds {len(saved)} SavedModels "
+            f"or a TensorFlow 1 module. {CONVERT_ADVICE}"
         )
     weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
     if len(weights) != 1:
@@ -209,3 +222,19 @@ def _weights_file(folder: Path, handle: str) -> Path:
             f" not {len(weights)}; its files: {names}"
         )
     return weights[0]
+
+
+def _zip_saved_model(root: Path, files: list[Path], work_dir: Path) -> Path:
+    """The SavedModel folder at ``root`` as a ZIP in ``work_dir``, as a person would upload it.
+
+    Only regular files under ``root`` go in (``files`` already leaves links out); the
+    format's own archive checks judge the result like any upload.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = work_dir / "saved_model.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for path in files:
+            if path.is_relative_to(root):
+                archive.write(path, f"saved_model/{path.relative_to(root).as_posix()}")
+    logger.info("Zipped a SavedModel from the kagglehub cache", extra={"files": len(files)})
+    return target

@@ -103,7 +103,7 @@ def fetch_repository_model(
     if repository is Repository.ONNX_MODEL_ZOO:
         return _onnx_zoo.fetch_onnx_zoo(reference, revision, options)
     if repository in (Repository.KAGGLE, Repository.TENSORFLOW_HUB):
-        return _kaggle.fetch_kaggle(repository, reference, revision, options)
+        return _kaggle.fetch_kaggle(repository, reference, revision, options, work_dir=scratch)
     raise InvalidInput(f"The {repository.value} repository is imported as a URL import")
 
 
