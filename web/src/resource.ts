@@ -20,8 +20,9 @@ export function useResource<T>(
   options: { refreshMs?: number; keepRefreshing?: (data: T) => boolean } = {},
 ): Resource<T> {
   const [data, setData] = useState<T | null>(null);
-  // Whether `load` has answered: a loader may itself answer null (say, "no report yet").
-  const [loaded, setLoaded] = useState(false);
+  // How many times `load` has answered: a loader may itself answer null (say, "no report
+  // yet"), and the same null twice must still schedule the next refresh.
+  const [answers, setAnswers] = useState(0);
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [generation, setGeneration] = useState(0);
@@ -37,7 +38,7 @@ export function useResource<T>(
       .then((value) => {
         if (!active) return;
         setData(value);
-        setLoaded(true);
+        setAnswers((count) => count + 1);
         setError(null);
       })
       .catch((reason: unknown) => active && setError(describeError(reason)))
@@ -47,12 +48,13 @@ export function useResource<T>(
     };
   }, [...deps, generation]);
 
-  const shouldRefresh = loaded && refreshMs !== undefined && (keepRefreshing?.(data as T) ?? true);
+  const shouldRefresh =
+    answers > 0 && refreshMs !== undefined && (keepRefreshing?.(data as T) ?? true);
   useEffect(() => {
     if (!shouldRefresh) return;
     const timer = window.setTimeout(() => setGeneration((g) => g + 1), refreshMs);
     return () => window.clearTimeout(timer);
-  }, [shouldRefresh, refreshMs, data]);
+  }, [shouldRefresh, refreshMs, answers]);
 
   const reload = useCallback(() => setGeneration((g) => g + 1), []);
   return { data, error, loading, reload };
