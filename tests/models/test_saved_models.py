@@ -104,8 +104,11 @@ def test_a_truncated_savedmodel_zip_is_not_taken_for_a_model(registry, tmp_path:
 
 @pytest.mark.slow
 def test_a_worker_runs_the_savedmodel_with_its_features_and_tensorflow_stays_out(
-    saved_models: dict[str, Path], tmp_path: Path
+    saved_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # An earlier test in this process may have read TFDS data, which loads TensorFlow; the
+    # predictor must choose its worker as it does in a process without it.
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     model_format = SavedModelFormat()
     folder = saved_model_folder(saved_models["classifier"])
     out = tmp_path / "artifact"

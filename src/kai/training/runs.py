@@ -446,6 +446,14 @@ def run_epoch(
 
     if state.before_epoch is not None:
         state.before_epoch(epoch)
+    # Unthrottled, so every epoch shows in the progress however quickly its batches run.
+    ctx.progress(
+        low + (epoch - 1) / config.epochs * (high - low),
+        stage="train",
+        force=True,
+        currentEpoch=epoch,
+        totalEpochs=config.epochs,
+    )
     apply_freezing(ctx, config, state, epoch)
     set_train_mode(state.network, freeze_batch_norm=config.freeze_batch_norm)
     with _bad_data_named():
