@@ -90,6 +90,15 @@ def start_training(
 
 def check_model_version(version: ModelVersion) -> None:
     """Refuse a model version whose format training cannot build yet."""
+    details = version.inspection.get("details", {})
+    # Imports record the ONNX tensor features are read from; None means no linear head.
+    if version.format == "onnx" and details.get("featureTensor", "") is None:
+        raise InvalidInput(
+            f"Model version {version.number} is an ONNX graph whose output does not come "
+            "from a Gemm or MatMul head, so Kai cannot tell which tensor holds its features "
+            "to train a new head on; export the graph with its linear classifier last",
+            details={"field": "modelId", "format": version.format},
+        )
     if version.format in TRAINABLE_FORMATS | FEATURE_ONLY_FORMATS:
         return
     raise InvalidInput(
