@@ -24,6 +24,7 @@ from kai.config import Settings
 from kai.db.engine import Database
 from kai.db.tables import JobState, ModelVersion
 from kai.errors import InvalidInput
+from kai.evaluation import start_evaluation
 from kai.jobs.environment import JobEnvironment
 from kai.models import PredictorCache, list_artifacts, load_request_for, predict_images
 from kai.models.formats import FeatureExtractor
@@ -162,6 +163,15 @@ def test_a_tflite_model_trains_a_head_that_predicts(
     assert predict_colours(database, blobs, version, tmp_path / "cache") == {
         name: name for name in TWO_CLASSES
     }
+
+    # An evaluation on demand loads the version through its format like any other.
+    with database.session() as session:
+        started = start_evaluation(session, version.model_id, dataset_id=dataset_id)
+        evaluation_job = started.job.id
+    run_all(env)
+    job = read_job(database, evaluation_job)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert (job.result or {})["accuracy"] > 0.9
 
 
 def test_a_keras_model_trains_a_head_over_its_features(
