@@ -63,7 +63,8 @@ def start_training(
         max_attempts: Attempts before the job fails for good.
 
     Raises:
-        InvalidInput: The model's format cannot be trained, the dataset has one
+        InvalidInput: The model's format cannot be trained (or, for a graph model,
+            not with search, cross-validation or from scratch), the dataset has one
             class, the batch is larger than the training split, or a class has
             fewer images than the cross-validation folds.
         NotFound: The model, the dataset or a named version does not exist.
