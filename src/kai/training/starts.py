@@ -36,6 +36,11 @@ TRAIN_JOB = "training.run"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
 # Their predictors give features but their graphs take no new head: a head trains over them.
 FEATURE_ONLY_FORMATS = frozenset({"onnx", "keras", "tflite", "kai_head"})
+# Why the formats that are neither trainable nor feature-only are refused.
+_REFUSALS = {
+    "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
+    "tensorflow": "Kai cannot read features out of a TensorFlow SavedModel or frozen graph",
+}
 MIN_CLASSES = 2
 _PENDING = (JobState.QUEUED, JobState.RUNNING)
 # A search asked for with one flag gets an hour unless its config says otherwise.
@@ -102,10 +107,10 @@ def check_model_version(version: ModelVersion) -> None:
         )
     if version.format in TRAINABLE_FORMATS | FEATURE_ONLY_FORMATS:
         return
+    reason = _REFUSALS.get(version.format, f"training {version.format} models is not built yet")
     raise InvalidInput(
         f"Model version {version.number} is in format {version.format!r}, which Kai cannot "
-        "train: its graph cannot be given a new head and Kai cannot read features out of it "
-        "for feature extraction. Export it as ONNX with a Gemm or MatMul head, as Keras or "
+        f"train: {reason}. Export it as ONNX with a Gemm or MatMul head, as Keras or "
         "TFLite, or import the weights as a PyTorch state dict (.safetensors or .pt) with "
         "its architecture",
         details={"field": "modelId", "format": version.format},
