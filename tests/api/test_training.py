@@ -97,8 +97,11 @@ def test_the_old_spelling_of_the_transfer_flag_is_accepted(
             "not both",
         ),
         ("pytorch_state_dict", {"crossValidationFolds": 5}, "class 'ceramic' has images (4)"),
-        ("onnx", {}, "feature extraction for ONNX and TorchScript"),
-        ("torchscript", {}, "not available yet"),
+        ("onnx", {"enableHyperparameterTuning": True}, "trains only by feature extraction"),
+        ("keras", {"useTransferLearning": False}, "cannot be combined with training from scratch"),
+        ("torchscript", {}, "'torchscript', which Kai cannot train: a TorchScript"),
+        ("transformers", {}, "training transformers models is not built yet"),
+        ("tensorflow", {}, "Kai cannot read features out of a TensorFlow SavedModel"),
         ("pytorch_state_dict", {"batchSize": 64}, "batchSize 64 is larger than the training"),
         ("pytorch_state_dict", {"epochs": 0}, "epochs"),
     ],
@@ -119,6 +122,17 @@ def test_requests_that_cannot_train_are_refused_before_a_job_starts(
     assert words in response.text
     jobs = client.get("/api/admin/jobs", headers=admin.headers).json()["items"]
     assert not [job for job in jobs if job["type"] == "training.run"]
+
+
+@pytest.mark.parametrize("model_format", ["onnx", "keras", "tflite"])
+def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int, model_format: str
+) -> None:
+    model_id = add_model(runtime, model_format)
+    response = client.post(START, json=request(model_id, dataset_id), headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    assert read.json()["config"]["training"]["feature_extraction"] is True
 
 
 def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(

@@ -76,7 +76,11 @@ def train(
         MonitoredMetric, typer.Option(help="The metric early stopping follows")
     ] = MonitoredMetric.VAL_LOSS,
     feature_extraction: Annotated[
-        bool, typer.Option(help="Train only a head on cached embeddings of the frozen backbone")
+        bool,
+        typer.Option(
+            help="Train only a head on cached embeddings of the frozen backbone "
+            "(ONNX, Keras and TFLite models always train this way)"
+        ),
     ] = False,
     search_trials: Annotated[
         int | None, typer.Option(min=1, help="Search the hyperparameters with N trials")

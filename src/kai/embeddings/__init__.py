@@ -13,6 +13,10 @@ reads rows instead of recomputing them.
     cache = EmbeddingCache(settings.resolved_data_dir, backbone.identity)
     vectors = compute_embeddings(hashes, blobs=blobs, backbone=backbone, cache=cache)
 
+A model version of any format whose predictor gives features (ONNX, Keras,
+TFLite, ...) embeds through :func:`load_version_backbone`, under the same
+``model-version-<id>`` identity a state dict's backbone has.
+
 :class:`VectorIndex` answers "images like this one" over a memory-mapped
 matrix of unit rows, block by block.
 """
@@ -35,6 +39,11 @@ from kai.embeddings._index import (
     normalise_rows,
     open_index,
 )
+from kai.embeddings._versions import (
+    ExtractorNetwork,
+    create_extractor_backbone,
+    load_version_backbone,
+)
 
 __all__ = [
     "CACHE_DIR_NAME",
@@ -42,15 +51,18 @@ __all__ = [
     "Backbone",
     "BackboneUnavailable",
     "EmbeddingCache",
+    "ExtractorNetwork",
     "Neighbours",
     "VectorIndex",
     "compute_embeddings",
     "create_backbone",
+    "create_extractor_backbone",
     "create_index",
     "embed_pixels",
     "fit_image",
     "load_lite0_backbone",
     "load_random_backbone",
+    "load_version_backbone",
     "load_weights_backbone",
     "normalise_rows",
     "open_index",

@@ -5,6 +5,10 @@ names the job, the parent version and the dataset version; its inspection
 keeps the training configuration and the final metrics, which are also
 recorded as an evaluation on that dataset version. A retried job that
 already wrote its version gets that version back, never a second one.
+
+A head trained over a graph model's frozen features becomes a ``kai_head``
+version: the head file, and the parent's own files kept unchanged under
+``base/`` (the same blobs), which its format loads as the feature extractor.
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ from sqlalchemy.orm import Session
 from kai.db.tables import ModelVersion
 from kai.models.cards import render_card
 from kai.models.formats import InputSpec, Inspection, LayerGroup, ModelSpec
-from kai.models.records import get_version
+from kai.models.formats.frozen_heads import BASE_DIR
+from kai.models.formats.frozen_heads import FORMAT_NAME as HEAD_FORMAT
+from kai.models.records import get_version, list_artifacts
 from kai.models.versions import NewVersion, StoredFile, lock_model, write_version
 
 logger = logging.getLogger(__name__)
+
+BASE_ROLE = "base"
+HEAD_FRAMEWORK = "kai"
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class TrainedVersion:
         parameter_count: Its parameters.
         config: The training configuration, as JSON.
         metrics: The final metrics, as JSON.
+        head_over_parent: ``weights`` is a head file that runs over the parent's
+            features (see :mod:`kai.models.formats.frozen_heads`).
     """
 
     parent_id: int
@@ -53,6 +64,7 @@ class TrainedVersion:
     parameter_count: int
     config: Mapping[str, Any]
     metrics: Mapping[str, Any]
+    head_over_parent: bool = False
 
 
 def create_trained_version(session: Session, trained: TrainedVersion) -> ModelVersion:
@@ -64,16 +76,28 @@ def create_trained_version(session: Session, trained: TrainedVersion) -> ModelVe
         return earlier
     parent = get_version(session, trained.parent_id)
     model = lock_model(session, parent.model_id)
-    version = write_version(session, model, _new_version(parent, trained))
+    base_files = _base_files(session, parent) if trained.head_over_parent else []
+    version = write_version(session, model, _new_version(parent, trained, base_files))
     version.card = render_card(model, version)
     logger.info("Trained version written", extra={"model_id": model.id, "job_id": trained.job_id})
     return version
 
 
-def _new_version(parent: ModelVersion, trained: TrainedVersion) -> NewVersion:
+def _base_files(session: Session, parent: ModelVersion) -> list[StoredFile]:
+    return [
+        StoredFile(BASE_ROLE, f"{BASE_DIR}/{row.name}", row.blob_sha256, row.size_bytes)
+        for row in list_artifacts(session, parent.id)
+        if row.role != "original"
+    ]
+
+
+def _new_version(
+    parent: ModelVersion, trained: TrainedVersion, base_files: Sequence[StoredFile]
+) -> NewVersion:
+    over_parent = trained.head_over_parent
     spec = ModelSpec(
-        format=parent.format,
-        architecture=parent.architecture,
+        format=HEAD_FORMAT if over_parent else parent.format,
+        architecture=None if over_parent else parent.architecture,
         num_classes=len(trained.class_names),
         input=trained.input_spec,
         class_names=list(trained.class_names),
@@ -91,14 +115,14 @@ def _new_version(parent: ModelVersion, trained: TrainedVersion) -> NewVersion:
         "fromVersionId": parent.id,
         "datasetVersionId": trained.dataset_version_id,
     }
-    safety = {
-        "verdict": "passed",
-        "checks": ["written by Kai's training job as safetensors: tensors only, no code"],
-    }
+    checks = ["written by Kai's training job as safetensors: tensors only, no code"]
+    if over_parent:
+        checks.append(f"base files are model version {parent.number}'s, checked when it came in")
+    safety = {"verdict": "passed", "checks": checks}
     return NewVersion(
-        framework=parent.framework,
+        framework=HEAD_FRAMEWORK if over_parent else parent.framework,
         inspection=inspection,
-        files=[trained.weights],
+        files=[trained.weights, *base_files],
         sha256=trained.weights.sha256,
         size_bytes=trained.weights.size_bytes,
         provenance=provenance,

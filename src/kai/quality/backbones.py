@@ -1,7 +1,8 @@
 """Which backbone the analysis embeds with, as the ``embedding_backbone`` setting names it.
 
 ``efficientnet_lite0`` (the default) is the bundled ImageNet EfficientNet-Lite0;
-``model:<id>`` is a stored model version's state dict; ``random:<arch>`` is a
+``model:<id>`` is a stored model version (a state dict's network without its
+head, or the features of any other format's predictor); ``random:<arch>`` is a
 timm architecture with random weights, which only tests should use; ``none``
 turns the embedding checks off. A backbone that cannot be loaded gives the
 reason instead, and the analysis runs without the embedding checks.
@@ -24,6 +25,7 @@ from kai.embeddings import (
     EmbeddingCache,
     load_lite0_backbone,
     load_random_backbone,
+    load_version_backbone,
     load_weights_backbone,
 )
 from kai.models.formats import ModelSpec
@@ -84,8 +86,9 @@ def _model_backbone(version_id: int, db: Database, blobs: BlobStore, work_dir: P
                 ModelArtifact.version_id == version_id, ModelArtifact.name == WEIGHTS_NAME
             )
         )
-    if sha256 is None or not spec.architecture:
-        raise BackboneUnavailable(f"Model version {version_id} has no state dict to embed with")
+        if sha256 is None or not spec.architecture:
+            cache_dir = work_dir / "backbone"
+            return load_version_backbone(session, blobs, version_id, cache_dir=cache_dir)
     path = blobs.local_path(sha256)
     if path is None:
         work_dir.mkdir(parents=True, exist_ok=True)

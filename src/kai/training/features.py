@@ -10,6 +10,11 @@ epochs go through the same loop, metrics, checkpoints and early stopping as
 full training; at the end the trained head is put back on the backbone, so
 the new model version is a whole network that predicts from images.
 
+A graph model (ONNX, Keras, TFLite) embeds through its predictor's
+``extract_features``, loaded as predictions load it; its graph takes no new
+head, so the new version is a ``kai_head``: the trained head beside the
+parent's unchanged files, predicting through the parent's features.
+
 Augmentation does not apply (each image is embedded once, fitted whole to
 the backbone's square input).
 """
@@ -25,9 +30,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from kai.embeddings import Backbone, EmbeddingCache, compute_embeddings, load_weights_backbone
+from kai import models
+from kai.embeddings import (
+    Backbone,
+    EmbeddingCache,
+    compute_embeddings,
+    load_version_backbone,
+    load_weights_backbone,
+)
 from kai.jobs.context import JobContext
 from kai.models.formats import architectures
+from kai.models.formats.frozen_heads import HEAD_NAME, write_head
 from kai.training import checkpoints, runs
 from kai.training.config import TrainingConfig
 from kai.training.devices import CPU_PLAN, DevicePlan
@@ -50,8 +63,14 @@ def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:
     job_config, config, folder = runs.prepare(ctx)
     config = config.model_copy(update={"freeze_base_model": False, "unfreeze_every_epochs": None})
     plan = runs.resolve_plan(ctx, job_config, folder)
-    weights = runs.base_weights(ctx, plan)
-    backbone = create_feature_backbone(plan, weights.path, weights.sha256)
+    graph = plan.weights_sha256 is None
+    if graph:
+        # The graph's own input size and preprocessing are the only ones it takes.
+        config = config.model_copy(update={"image_size_px": None})
+        backbone = create_graph_backbone(ctx, plan)
+    else:
+        weights = runs.base_weights(ctx, plan)
+        backbone = create_feature_backbone(plan, weights.path, weights.sha256)
     rows = embed_splits(ctx, plan, backbone)
 
     torch.manual_seed(config.seed)
@@ -62,9 +81,13 @@ def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:
 
     ctx.progress(EPOCHS_END, stage="evaluate", force=True)
     evaluation = runs.evaluate_final(ctx, plan, state)
-    state.network = attach_head(plan, weights, state.network)
     extra = {"featureExtraction": {"backbone": backbone.identity, "embeddingWidth": rows.width}}
-    results = runs.write_results(ctx, plan, config, state, evaluation, extra)
+    if graph:
+        head = store_head(ctx, plan, state.network)
+        results = runs.write_results(ctx, plan, config, state, evaluation, extra, head=head)
+    else:
+        state.network = attach_head(plan, weights, state.network)
+        results = runs.write_results(ctx, plan, config, state, evaluation, extra)
     checkpoints.remove_checkpoints(folder)
     ctx.progress(1.0, stage="done", force=True)
     return results | {"stoppedEarly": stopped_early}
@@ -80,6 +103,32 @@ def create_feature_backbone(plan: Plan, weights: Path, sha256: str) -> Backbone:
         num_classes=plan.spec.num_classes,
         weights_sha256=sha256,
     )
+
+
+def create_graph_backbone(ctx: JobContext, plan: Plan) -> Backbone:
+    """A graph model's features, read by its predictor, keyed as quality analysis keys it."""
+    ctx.log(f"Embedding with the {plan.spec.format} graph's features: only a new head trains")
+    with ctx.db.session() as session:
+        return load_version_backbone(
+            session, ctx.blobs, plan.model_version_id, cache_dir=ctx.work_dir / "backbone"
+        )
+
+
+def store_head(ctx: JobContext, plan: Plan, head: nn.Module) -> models.StoredFile:
+    """The trained linear head as a ``kai_head`` file over the parent version, stored."""
+    if not isinstance(head, nn.Linear):
+        raise TypeError("feature extraction trains one linear layer as the head")
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    path = write_head(
+        ctx.work_dir / f"trained-{HEAD_NAME}",
+        head.weight.detach().cpu().numpy(),
+        head.bias.detach().cpu().numpy(),
+        base_version_id=plan.model_version_id,
+        base_format=plan.spec.format,
+        base_spec=plan.spec,
+    )
+    sha256 = ctx.blobs.put_file(path)
+    return models.StoredFile("weights", HEAD_NAME, sha256, path.stat().st_size)
 
 
 class SplitRows:

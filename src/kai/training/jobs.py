@@ -12,7 +12,7 @@ from typing import Any
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
 from kai.training.config import TrainingJobConfig
-from kai.training.starts import TRAIN_JOB
+from kai.training.starts import TRAIN_JOB, resolve_training_mode
 
 
 def register_job_handlers(registry: JobRegistry) -> None:
@@ -26,9 +26,14 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     A config with a search runs the hyperparameter search, one with folds runs
     cross-validation, one with feature extraction trains a head on cached
     embeddings, any other one runs plain training, with DistributedDataParallel
-    when there are several devices.
+    when there are several devices. A graph model trains by feature extraction
+    even when the job was queued before its import ended, so before its format
+    was known.
     """
-    training = TrainingJobConfig.model_validate(ctx.config).training
+    with ctx.db.session() as session:
+        job_config = resolve_training_mode(session, TrainingJobConfig.model_validate(ctx.config))
+    ctx.config = job_config.model_dump(mode="json")
+    training = job_config.training
     # PyTorch and Optuna load with these modules, only in job processes.
     if training.search is not None:
         from kai.training.search import run_search

@@ -50,7 +50,7 @@ from kai.training.samples import (
     stratified_subset,
 )
 from kai.training.schedules import PlateauScale, create_schedule
-from kai.training.starts import check_dataset_version, check_model_version
+from kai.training.starts import TRAINABLE_FORMATS, check_dataset_version, check_model_version
 from kai.training.transfer import (
     BaseWeights,
     create_network,
@@ -83,7 +83,7 @@ class Plan:
         model_version_id: The version training starts from.
         dataset_version_id: The dataset version it trains on.
         spec: The model version's spec.
-        weights_sha256: The blob of its safetensors weights.
+        weights_sha256: The blob of its safetensors weights; None for a graph model.
         layer_groups: Its stored layer groups.
         samples: The samples by split.
     """
@@ -91,7 +91,7 @@ class Plan:
     model_version_id: int
     dataset_version_id: int
     spec: ModelSpec
-    weights_sha256: str
+    weights_sha256: str | None
     layer_groups: list[LayerGroup]
     samples: SplitSamples
 
@@ -185,7 +185,9 @@ def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -
             model_version_id=model_version.id,
             dataset_version_id=dataset_version.id,
             spec=ModelSpec.model_validate(model_version.inspection["spec"]),
-            weights_sha256=_weights_blob(session, model_version),
+            weights_sha256=_weights_blob(session, model_version)
+            if model_version.format in TRAINABLE_FORMATS
+            else None,
             layer_groups=[LayerGroup.model_validate(g) for g in model_version.layer_groups],
             samples=samples,
         )
@@ -315,13 +317,19 @@ def class_counts(samples: list[TrainingSample], num_classes: int) -> torch.Tenso
 
 def base_weights(ctx: JobContext, plan: Plan) -> BaseWeights:
     """The path of the version's weights file, copied out of a remote store when needed."""
-    local = ctx.blobs.local_path(plan.weights_sha256)
+    sha256 = plan.weights_sha256
+    if sha256 is None:
+        raise InvalidInput(
+            f"Model version {plan.model_version_id} is a {plan.spec.format} graph: it has no "
+            "weights to fine-tune and trains only by feature extraction"
+        )
+    local = ctx.blobs.local_path(sha256)
     if local is not None:
-        return BaseWeights(local, plan.weights_sha256)
+        return BaseWeights(local, sha256)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     target = ctx.work_dir / WEIGHTS_NAME
-    target.write_bytes(ctx.blobs.read_bytes(plan.weights_sha256))
-    return BaseWeights(target, plan.weights_sha256)
+    target.write_bytes(ctx.blobs.read_bytes(sha256))
+    return BaseWeights(target, sha256)
 
 
 def create_loaders(
@@ -606,16 +614,19 @@ def write_results(
     state: RunState,
     evaluation: Evaluation,
     extra: dict[str, Any],
+    *,
+    head: models.StoredFile | None = None,
 ) -> dict[str, Any]:
     """Store the weights, write the new model version and its evaluation; the job's results.
 
     ``extra`` (search or cross-validation findings) joins the results and the
-    version's metrics.
+    version's metrics. ``head``, a stored head file of a graph model, is written
+    instead of the network's weights, with the parent's files kept beside it.
     """
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
     findings = diagnose(state.history)
-    weights = _store_weights(ctx, plan, state.network)
+    weights = head or _store_weights(ctx, plan, state.network)
     trained = models.TrainedVersion(
         parent_id=plan.model_version_id,
         job_id=ctx.job_id,
@@ -627,6 +638,7 @@ def write_results(
         parameter_count=architectures.count_parameters(state.network),
         config=config.model_dump(mode="json"),
         metrics={"final": final, "best": best, "diagnosis": findings, **extra},
+        head_over_parent=head is not None,
     )
     with ctx.db.session() as session:
         version = models.create_trained_version(session, trained)

@@ -1,5 +1,11 @@
 """Starting a training job: judge the request before any job runs, then queue it.
 
+A PyTorch state dict trains any way; a graph model (ONNX, Keras, TFLite,
+or a head Kai trained over one) trains only by feature extraction, its
+frozen graph embedding the images, so a job on one has ``featureExtraction``
+turned on in its stored config. SavedModel and TorchScript graphs give no
+features and are refused.
+
 What can be judged at once is: a format Kai cannot train yet, a dataset
 with fewer than two classes, a batch larger than the training split, more
 cross-validation folds than a class has images. A
@@ -28,6 +34,13 @@ logger = logging.getLogger(__name__)
 
 TRAIN_JOB = "training.run"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
+# Their predictors give features but their graphs take no new head: a head trains over them.
+FEATURE_ONLY_FORMATS = frozenset({"onnx", "keras", "tflite", "kai_head"})
+# Why the formats that are neither trainable nor feature-only are refused.
+_REFUSALS = {
+    "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
+    "tensorflow": "Kai cannot read features out of a TensorFlow SavedModel or frozen graph",
+}
 MIN_CLASSES = 2
 _PENDING = (JobState.QUEUED, JobState.RUNNING)
 # A search asked for with one flag gets an hour unless its config says otherwise.
@@ -55,7 +68,8 @@ def start_training(
         max_attempts: Attempts before the job fails for good.
 
     Raises:
-        InvalidInput: The model's format cannot be trained, the dataset has one
+        InvalidInput: The model's format cannot be trained (or, for a graph model,
+            not with search, cross-validation or from scratch), the dataset has one
             class, the batch is larger than the training split, or a class has
             fewer images than the cross-validation folds.
         NotFound: The model, the dataset or a named version does not exist.
@@ -65,7 +79,8 @@ def start_training(
         search = SearchConfig(time_budget_seconds=DEFAULT_SEARCH_SECONDS)
         training = job_config.training.model_copy(update={"search": search})
         job_config = job_config.model_copy(update={"training": training})
-    waits_for = [*_model_dependency(session, job_config), *_dataset_dependency(session, job_config)]
+    model_waits, job_config = _model_dependency(session, job_config)
+    waits_for = [*model_waits, *_dataset_dependency(session, job_config)]
     job = submit_job(
         session,
         job_type=TRAIN_JOB,
@@ -81,15 +96,67 @@ def start_training(
 
 def check_model_version(version: ModelVersion) -> None:
     """Refuse a model version whose format training cannot build yet."""
-    if version.format in TRAINABLE_FORMATS:
+    details = version.inspection.get("details", {})
+    # Imports record the ONNX tensor features are read from; None means no linear head.
+    if version.format == "onnx" and details.get("featureTensor", "") is None:
+        raise InvalidInput(
+            f"Model version {version.number} is an ONNX graph whose output does not come "
+            "from a Gemm or MatMul head, so Kai cannot tell which tensor holds its features "
+            "to train a new head on; export the graph with its linear classifier last",
+            details={"field": "modelId", "format": version.format},
+        )
+    if version.format in TRAINABLE_FORMATS | FEATURE_ONLY_FORMATS:
         return
+    reason = _REFUSALS.get(version.format, f"training {version.format} models is not built yet")
     raise InvalidInput(
-        f"Model version {version.number} is in format {version.format!r}: training it is not "
-        "available yet, because feature extraction for ONNX and TorchScript models is not "
-        "available yet; import the weights as a PyTorch state dict (.safetensors or .pt) "
-        "with its architecture to train them",
+        f"Model version {version.number} is in format {version.format!r}, which Kai cannot "
+        f"train: {reason}. Export it as ONNX with a Gemm or MatMul head, as Keras or "
+        "TFLite, or import the weights as a PyTorch state dict (.safetensors or .pt) with "
+        "its architecture",
         details={"field": "modelId", "format": version.format},
     )
+
+
+def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> TrainingJobConfig:
+    """The config with feature extraction turned on for a version that trains no other way.
+
+    Raises:
+        InvalidInput: The version's format cannot be trained, or the config asks a graph
+            model for what only a trainable network does (search, cross-validation, no
+            pretrained weights).
+    """
+    check_model_version(version)
+    training = job_config.training
+    if version.format not in FEATURE_ONLY_FORMATS or training.feature_extraction:
+        return job_config
+    asked = [
+        name
+        for name, on in (
+            ("hyperparameter search", training.search is not None),
+            ("cross-validation", training.cross_validation_folds is not None),
+            (
+                "training from scratch (useTransferLearning false)",
+                not training.use_transfer_learning,
+            ),
+        )
+        if on
+    ]
+    if asked:
+        raise InvalidInput(
+            f"Model version {version.number} is a {version.format} graph: it trains only by "
+            f"feature extraction (a new head over its frozen features), which cannot be "
+            f"combined with {' or '.join(asked)}; leave that out to train it",
+            details={"field": "modelId", "format": version.format, "options": asked},
+        )
+    logger.info("Feature extraction for a graph model", extra={"format": version.format})
+    training = training.model_copy(update={"feature_extraction": True})
+    return job_config.model_copy(update={"training": training})
+
+
+def resolve_training_mode(session: Session, job_config: TrainingJobConfig) -> TrainingJobConfig:
+    """The job's config adapted to its model version as it resolves now (see adapt_to_model)."""
+    version = resolve_model_version(session, job_config.model_id, job_config.model_version)
+    return adapt_to_model(version, job_config)
 
 
 def check_dataset_version(
@@ -147,14 +214,14 @@ def estimate_training_count(session: Session, version: DatasetVersion, share: fl
     return pool - max(1, round(pool * share))
 
 
-def _model_dependency(session: Session, job_config: TrainingJobConfig) -> list[int]:
+def _model_dependency(
+    session: Session, job_config: TrainingJobConfig
+) -> tuple[list[int], TrainingJobConfig]:
     model = get_model(session, job_config.model_id)
     pending = _pending_job(session, model.import_job_id)
     if pending is not None:
-        return [pending]
-    version = resolve_model_version(session, model.id, job_config.model_version)
-    check_model_version(version)
-    return []
+        return [pending], job_config
+    return [], resolve_training_mode(session, job_config)
 
 
 def _dataset_dependency(session: Session, job_config: TrainingJobConfig) -> list[int]:

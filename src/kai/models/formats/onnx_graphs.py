@@ -99,7 +99,8 @@ class OnnxFormat:
                 "external data only inside the upload: no absolute paths, '..' or links",
                 "ONNX Runtime with its built-in operators only, no custom op libraries",
             ],
-            details=_graph_details(graph, session),
+            details=_graph_details(graph, session)
+            | {"featureTensor": _feature_tensor(graph, spec)},
         )
 
     def prepare(self, path: Path, inspection: Inspection, out_dir: Path) -> list[ArtifactFile]:
@@ -158,6 +159,14 @@ def _features_session(path: Path, output: str | None) -> tuple[onnxruntime.Infer
     copy = path.with_name(FEATURES_MODEL_NAME)
     onnx.save(graph, str(copy))
     return _session(copy), feature
+
+
+def _feature_tensor(graph: onnx.ModelProto, spec: ModelSpec) -> str | None:
+    """The tensor ``extract_features`` reads, or None when the head is not Gemm or MatMul."""
+    try:
+        return _head_input(graph, spec.graph_output or graph.graph.output[0].name)
+    except InvalidInput:
+        return None
 
 
 def _head_input(graph: onnx.ModelProto, output: str) -> str:

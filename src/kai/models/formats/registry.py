@@ -98,6 +98,7 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
         plugins: Whether to load the ``kai.model_formats`` entry points.
     """
     # The adapters import their frameworks, which takes seconds: only a registry pays for it.
+    from kai.models.formats.frozen_heads import HeadFormat
     from kai.models.formats.hf_classifiers import TransformersFormat
     from kai.models.formats.keras_models import KerasFormat
     from kai.models.formats.onnx_graphs import OnnxFormat
@@ -118,6 +119,8 @@ def create_format_registry(*, plugins: bool = True) -> FormatRegistry:
     # SavedModel folders before the TensorFlow graphs that are only recognised and refused.
     registry.register(SavedModelFormat())
     registry.register(TensorFlowGraphFormat())
+    # Last: it detects no upload, and loads its base version through this registry.
+    registry.register(HeadFormat(registry))
     if plugins:
         load_plugins(registry, entry_points(group=ENTRY_POINT_GROUP))
     return registry

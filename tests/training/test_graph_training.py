@@ -1,0 +1,231 @@
+"""ONNX, TFLite and Keras models train by feature extraction into a head over their features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import safetensors.numpy
+from training_factories import (
+    COLOURS,
+    dataset_zip,
+    events,
+    image_bytes,
+    import_dataset,
+    import_model,
+    queue_training,
+    read_job,
+    run_all,
+)
+
+from kai.config import Settings
+from kai.db.engine import Database
+from kai.db.tables import JobState, ModelVersion
+from kai.errors import InvalidInput
+from kai.evaluation import start_evaluation
+from kai.jobs.environment import JobEnvironment
+from kai.models import PredictorCache, list_artifacts, load_request_for, predict_images
+from kai.models.formats import FeatureExtractor
+from kai.quality.backbones import resolve_embedder
+from kai.security.images import ImageLimits
+from kai.storage.blobs import LocalBlobStore
+from models.model_factories import linear_onnx_graph, save_torchscript, tiny_model
+from models.tflite_factories import linear_tflite
+
+pytestmark = [pytest.mark.db, pytest.mark.slow]
+
+TWO_CLASSES = {"ceramic": 6, "stone": 6}
+
+
+def onnx_file(path: Path, num_classes: int) -> Path:
+    onnx.save(linear_onnx_graph(num_classes), str(path))
+    return path
+
+
+def headless_onnx_file(path: Path) -> Path:
+    """Pooled pixels as the output, with no Gemm or MatMul head to read features before."""
+    graph = linear_onnx_graph(3)
+    del graph.graph.node[2]
+    graph.graph.node[1].output[0] = "logits"
+    del graph.graph.initializer[:]
+    graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 3
+    onnx.save(graph, str(path))
+    return path
+
+
+def train_graph(
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+    model_file: Path,
+    dataset_id: int,
+) -> tuple[dict[str, object], ModelVersion]:
+    """Import ``model_file``, train it without asking for a mode, return the results and version."""
+    model_id = import_model(settings, database, blobs, model_file, architecture=None)
+    job_id = queue_training(database, model_id, dataset_id, epochs=40, learning_rate=0.2)
+    assert read_job(database, job_id).config["training"]["feature_extraction"] is True
+    run_all(env)
+    job = read_job(database, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert len(events(database, job_id, "metrics")) == 40
+    results = job.result or {}
+    with database.session() as session:
+        version = session.get(ModelVersion, results["modelVersionId"])
+        assert version is not None
+        session.expunge(version)
+    return results, version
+
+
+def predict_colours(
+    database: Database, blobs: LocalBlobStore, version: ModelVersion, cache_dir: Path
+) -> dict[str, str]:
+    """The top label the version predicts for a new image of each colour, by true label."""
+    with database.session() as session:
+        request = load_request_for(session, version)
+    predictor = PredictorCache(blobs, cache_dir).get(request)
+    limits = ImageLimits.from_settings(Settings())
+    photos = [(name, image_bytes(COLOURS[name], 97)) for name in TWO_CLASSES]
+    predictions = predict_images(predictor, photos, limits=limits, top_k=2)
+    return {p.name: p.top[0].label for p in predictions}
+
+
+def test_an_onnx_graph_trains_a_head_that_predicts_and_shares_quality_embeddings(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    results, version = train_graph(
+        settings, database, blobs, env, onnx_file(tmp_path / "m.onnx", 5), dataset_id
+    )
+
+    assert version.format == "kai_head"
+    assert version.parent_id == results["fromVersionId"]
+    assert version.class_names == sorted(TWO_CLASSES)
+    with database.session() as session:
+        names = {row.name: row.role for row in list_artifacts(session, version.id)}
+        parent = session.get(ModelVersion, version.parent_id)
+        assert parent is not None and parent.format == "onnx"
+    assert names == {"head.safetensors": "weights", "base/model.onnx": "base"}
+    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }
+
+    # Quality analysis embedding with the ONNX version reads the rows training wrote.
+    identity = results["featureExtraction"]["backbone"]  # type: ignore[index]
+    assert identity == f"model-version-{version.parent_id}-32px"
+    quality = settings.model_copy(update={"embedding_backbone": f"model:{version.parent_id}"})
+    embedder = resolve_embedder(quality, database, blobs, version_id=1, work_dir=tmp_path / "q")
+    assert not isinstance(embedder, str), embedder
+    assert embedder.backbone.identity == identity
+    assert embedder.cache.dimension == 3
+
+    # The head's version trains again, over the same graph's features.
+    again = queue_training(database, version.model_id, dataset_id, epochs=2)
+    run_all(env)
+    job = read_job(database, again)
+    assert job.state is JobState.SUCCEEDED, job.error
+    with database.session() as session:
+        retrained = session.get(ModelVersion, (job.result or {})["modelVersionId"])
+        assert retrained is not None and retrained.parent_id == version.id
+        session.expunge(retrained)
+        names = {row.name for row in list_artifacts(session, retrained.id)}
+    assert names == {"head.safetensors", "base/head.safetensors", "base/base/model.onnx"}
+    labels = predict_colours(database, blobs, retrained, tmp_path / "cache-again")
+    assert set(labels.values()) <= set(TWO_CLASSES)
+
+
+def test_a_tflite_model_trains_a_head_that_predicts(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    model = linear_tflite(tmp_path / "m.tflite", num_classes=4)
+    results, version = train_graph(settings, database, blobs, env, model, dataset_id)
+
+    assert version.format == "kai_head"
+    assert results["featureExtraction"] == {  # pooled RGB: three features per image
+        "backbone": f"model-version-{version.parent_id}-32px",
+        "embeddingWidth": 3,
+    }
+    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }
+
+    # An evaluation on demand loads the version through its format like any other.
+    with database.session() as session:
+        started = start_evaluation(session, version.model_id, dataset_id=dataset_id)
+        evaluation_job = started.job.id
+    run_all(env)
+    job = read_job(database, evaluation_job)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert (job.result or {})["accuracy"] > 0.9
+
+
+def test_a_keras_model_trains_a_head_over_its_features(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    # Keras (and its backend setup) loads only for the test that uses it.
+    from models.keras_factories import save_keras, tiny_keras_model
+
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    model = save_keras(tiny_keras_model(3), tmp_path / "m.keras")
+    _, version = train_graph(settings, database, blobs, env, model, dataset_id)
+    assert version.format == "kai_head"
+
+    # The version's probabilities are the stored head applied to the parent's features.
+    with database.session() as session:
+        request = load_request_for(session, version)
+        parent = session.get(ModelVersion, version.parent_id)
+        assert parent is not None and parent.format == "keras"
+        parent_request = load_request_for(session, parent)
+    cache = PredictorCache(blobs, tmp_path / "cache")
+    predictor, base = cache.get(request), cache.get(parent_request)
+    assert isinstance(base, FeatureExtractor)
+    batch = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    head = safetensors.numpy.load_file(tmp_path / "cache" / str(version.id) / "head.safetensors")
+    logits = base.extract_features(batch) @ head["weight"].T + head["bias"]
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(predictor.predict(batch), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_torchscript_model_is_refused_with_the_reason(
+    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+) -> None:
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    script = save_torchscript(tiny_model(2), tmp_path / "m.pt")
+    model_id = import_model(settings, database, blobs, script, architecture=None)
+    with pytest.raises(InvalidInput, match="'torchscript', which Kai cannot train"):
+        queue_training(database, model_id, dataset_id)
+
+
+def test_an_onnx_graph_without_a_linear_head_is_refused_with_the_reason(
+    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+) -> None:
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    graph = headless_onnx_file(tmp_path / "m.onnx")
+    model_id = import_model(settings, database, blobs, graph, architecture=None)
+    with pytest.raises(InvalidInput, match="does not come from a Gemm or MatMul head"):
+        queue_training(database, model_id, dataset_id)
