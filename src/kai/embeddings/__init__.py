@@ -40,8 +40,8 @@ from kai.embeddings._index import (
     open_index,
 )
 from kai.embeddings._versions import (
-    ExtractorNetwork,
     create_extractor_backbone,
+    create_extractor_network,
     load_version_backbone,
 )
 
@@ -51,12 +51,12 @@ __all__ = [
     "Backbone",
     "BackboneUnavailable",
     "EmbeddingCache",
-    "ExtractorNetwork",
     "Neighbours",
     "VectorIndex",
     "compute_embeddings",
     "create_backbone",
     "create_extractor_backbone",
+    "create_extractor_network",
     "create_index",
     "embed_pixels",
     "fit_image",

@@ -12,11 +12,11 @@ checks every artifact file against its blob hash, and the predictor's
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
 from sqlalchemy.orm import Session
-from torch import nn
 
 from kai.embeddings._backbones import Backbone, BackboneUnavailable
 from kai.errors import KaiError
@@ -24,18 +24,34 @@ from kai.models import PredictorCache, get_version, load_request_for
 from kai.models.formats import FeatureExtractor
 from kai.storage.blobs import BlobStore
 
+if TYPE_CHECKING:
+    from torch import nn
 
-class ExtractorNetwork(nn.Module):
-    """A predictor's ``extract_features`` as a module: ``(B, 3, H, W)`` in, ``(B, D)`` out."""
 
-    def __init__(self, extractor: FeatureExtractor) -> None:
-        super().__init__()
-        self.extractor = extractor
+@functools.cache
+def _extractor_network_class() -> type[nn.Module]:
+    """The module class, made on first use so that importing this service loads no PyTorch."""
+    import torch
+    from torch import nn
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """The features of a normalised batch, as float32 rows."""
-        features = self.extractor.extract_features(batch.contiguous())
-        return torch.from_numpy(features).to(torch.float32).reshape(len(batch), -1)
+    class ExtractorNetwork(nn.Module):
+        """A predictor's ``extract_features`` as a module: ``(B, 3, H, W)`` in, ``(B, D)`` out."""
+
+        def __init__(self, extractor: FeatureExtractor) -> None:
+            super().__init__()
+            self.extractor = extractor
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            """The features of a normalised batch, as float32 rows."""
+            features = self.extractor.extract_features(batch.contiguous())
+            return torch.from_numpy(features).to(torch.float32).reshape(len(batch), -1)
+
+    return ExtractorNetwork
+
+
+def create_extractor_network(extractor: FeatureExtractor) -> Any:
+    """An ``nn.Module`` whose forward pass is ``extractor.extract_features``."""
+    return _extractor_network_class()(extractor)
 
 
 def create_extractor_backbone(extractor: FeatureExtractor, *, identity: str) -> Backbone:
@@ -50,7 +66,7 @@ def create_extractor_backbone(extractor: FeatureExtractor, *, identity: str) -> 
         raise BackboneUnavailable(
             f"Backbone {identity!r} takes {height}x{width} images; embedding needs a square input"
         )
-    network = ExtractorNetwork(extractor)
+    network = create_extractor_network(extractor)
     return Backbone(f"{identity}-{height}px", network, int(height), spec.mean, spec.std)
 
 
