@@ -54,13 +54,11 @@ def test_a_search_runs_its_trials_and_keeps_the_best_trials_model(
     assert {t["status"] for t in trials} <= {"running", "epoch", "complete", "pruned", "diverged"}
     assert any(t["status"] == "epoch" and t["epoch"] == 1 for t in trials)
 
-    study = optuna.load_study(
-        study_name=f"kai-training-{job_id}",
-        storage=create_storage(settings.resolved_database_url),
-    )
+    results = job.result or {}
+    storage = create_storage(settings.resolved_database_url)
+    study = optuna.load_study(study_name=results["search"]["study"], storage=storage)
     finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert finished and all(trial.intermediate_values for trial in study.trials)
-    results = job.result or {}
     assert results["search"]["bestTrial"] == study.best_trial.number
     assert results["search"]["bestValue"] == pytest.approx(study.best_value)
     assert [e.payload["epoch"] for e in events(database, job_id, "metrics")] == [1, 2]
@@ -75,6 +73,7 @@ def test_a_search_runs_its_trials_and_keeps_the_best_trials_model(
     assert trained_with["batch_size"] == params["batch_size"]
     assert trained_with["augmentation"] == params["augmentation"]
     assert trained_with["search"] is None
+    storage.engine.dispose()
 
 
 def test_batch_sizes_to_try_fit_the_training_split() -> None:
@@ -108,11 +107,10 @@ def test_a_retried_search_continues_the_study_in_the_database(
 
     results = run_training_job(context(settings, database, blobs, job_id, attempt=2))
 
-    study = optuna.load_study(
-        study_name=f"kai-training-{job_id}",
-        storage=create_storage(settings.resolved_database_url),
-    )
+    storage = create_storage(settings.resolved_database_url)
+    study = optuna.load_study(study_name=results["search"]["study"], storage=storage)
     states = [trial.state for trial in study.trials]
+    storage.engine.dispose()
     # Trial 0 finished before the kill and is kept; the killed trial 1 is failed, not rerun.
     assert states[0] is optuna.trial.TrialState.COMPLETE
     assert states[1] is optuna.trial.TrialState.FAIL

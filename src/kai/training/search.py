@@ -5,8 +5,9 @@ A search is a ``training.run`` job whose config carries a
 the hyperparameters TPE suggests, reports its validation accuracy after
 every epoch (the pruner stops trials that trail the median) and appears as
 ``trial`` events. The study lives in Kai's own database through Optuna's
-RDB storage under the name ``kai-training-<job id>``, so an attempt retried
-on any worker continues it, and the trial count is over every finished
+RDB storage under the name ``kai-training-<job id>-<job creation time>``
+(a database restored or rebuilt may give a new job an old one's id), so an
+attempt retried on any worker continues it, and the trial count is over every finished
 trial the study holds, whichever process ran it. The best trial's weights
 are kept beside the job's checkpoint as trials finish and become the job's
 model version; its epochs are sent as ``metrics`` events once, at the end.
@@ -27,7 +28,9 @@ from optuna.samplers import TPESampler
 from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import BaseTrial, FixedTrial, TrialState
+from sqlalchemy import select
 
+from kai.db.tables import Job
 from kai.errors import InvalidInput, TrainingDiverged
 from kai.jobs.context import JobContext
 from kai.training import runs
@@ -72,8 +75,24 @@ def run_search(ctx: JobContext) -> dict[str, Any]:
     search = config.search
     assert search is not None, "run_search needs a search config"
     plan = runs.resolve_plan(ctx, job_config, folder)
-    study = open_study(ctx, config, search)
-    objective = _Objective(ctx, plan, config, search, folder)
+    storage = create_storage(ctx.settings.resolved_database_url)
+    try:
+        study = open_study(ctx, config, search, storage)
+        _optimize(ctx, study, _Objective(ctx, plan, config, search, folder), search)
+        best = load_best_trial(folder)
+        if best is None:
+            raise InvalidInput(
+                "No search trial finished: every trial was pruned, diverged or ran out of "
+                "time; raise the time budget or the trial count, or start from a lower "
+                "learning rate"
+            )
+        return _finish(ctx, plan, config, folder, best, study)
+    finally:
+        # Optuna keeps its own engine; its connections must not outlive the search.
+        storage.engine.dispose()
+
+
+def _optimize(ctx: JobContext, study: optuna.Study, objective: Any, search: SearchConfig) -> None:
     ctx.log(f"Hyperparameter search: {search.trials} trials, study {study.study_name}")
     if _counted(study) < search.trials:
         study.optimize(
@@ -81,21 +100,24 @@ def run_search(ctx: JobContext) -> dict[str, Any]:
             timeout=search.time_budget_seconds,
             callbacks=[MaxTrialsCallback(search.trials, states=_COUNTED)],
         )
-    best = load_best_trial(folder)
-    if best is None:
-        raise InvalidInput(
-            "No search trial finished: every trial was pruned, diverged or ran out of time; "
-            "raise the time budget or the trial count, or start from a lower learning rate"
-        )
-    return _finish(ctx, plan, config, folder, best, study)
 
 
-def open_study(ctx: JobContext, config: TrainingConfig, search: SearchConfig) -> optuna.Study:
+def study_name(ctx: JobContext) -> str:
+    """The job's study: its id and creation time, the same for every attempt."""
+    with ctx.db.session() as session:
+        created = session.scalar(select(Job.created_at).where(Job.id == ctx.job_id))
+    stamp = created.strftime("%Y%m%dT%H%M%S%f") if created is not None else "unknown"
+    return f"kai-training-{ctx.job_id}-{stamp}"
+
+
+def open_study(
+    ctx: JobContext, config: TrainingConfig, search: SearchConfig, storage: RDBStorage
+) -> optuna.Study:
     """The job's study in Kai's database, with trials a dead attempt left running failed."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=f"kai-training-{ctx.job_id}",
-        storage=create_storage(ctx.settings.resolved_database_url),
+        study_name=study_name(ctx),
+        storage=storage,
         sampler=TPESampler(seed=config.seed, n_startup_trials=search.startup_trials),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials),
         direction="maximize",
