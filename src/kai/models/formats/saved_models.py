@@ -136,39 +136,21 @@ class SavedModelFormat:
         """Check the graph's operators, load it and run its signature once."""
         graph = SavedModelGraph(saved_model_folder(path), options.graph_input, options.graph_output)
         notes: list[str] = []
-        input_spec = input_spec_for(graph.input_shape, options, notes)
-        height, width = input_spec.size_px
-        trial = np.random.default_rng(0).standard_normal((1, height, width, 3), np.float32)
-        values = graph.run(trial)
-        num_classes = int(values.shape[1])
         if graph.features_output is None:
             notes.append(
                 f"The {SIGNATURE!r} signature has no embedding output "
                 f"({', '.join(sorted(FEATURE_OUTPUT_NAMES))}); feature extraction is unsupported"
             )
-        spec = ModelSpec(
-            format=self.name,
-            num_classes=num_classes,
-            input=input_spec,
-            class_names=resolve_class_names(options.class_names, num_classes, notes),
-            graph_input=graph.input_name,
-            graph_output=graph.output_name,
-            outputs_probabilities=looks_like_probabilities(values),
-        )
-        parameters = graph.parameter_count()
-        return Inspection(
-            spec=spec,
-            parameter_count=parameters,
-            layer_groups=[
-                LayerGroup(name="graph", modules=[SIGNATURE], parameter_count=parameters)
-            ],
-            notes=notes,
+        return inspect_graph(
+            self.name,
+            graph,
+            options,
+            notes,
+            group_module=SIGNATURE,
             safety_checks=[
-                "no operators that run Python (PyFunc, EagerPyFunc) or reach files",
-                "only operators TensorFlow registers, no custom op libraries",
+                *GRAPH_SAFETY_CHECKS,
                 "bundle unpacked with the archive checks: no '..', links or bombs",
             ],
-            details=graph.details(),
         )
 
     def prepare(self, path: Path, inspection: Inspection, out_dir: Path) -> list[ArtifactFile]:
@@ -851,3 +833,49 @@ def input_spec_for(shape: list[int | None], options: ImportOptions, notes: list[
     spec = InputSpec(size_px=size)
     chosen = {"mean": options.mean, "std": options.std}
     return spec.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+
+
+GRAPH_SAFETY_CHECKS = [
+    "no operators that run Python (PyFunc, EagerPyFunc) or reach files",
+    "only operators TensorFlow registers, no custom op libraries",
+]
+
+
+def inspect_graph(
+    format_name: str,
+    graph: Any,
+    options: ImportOptions,
+    notes: list[str],
+    *,
+    group_module: str,
+    safety_checks: list[str],
+) -> Inspection:
+    """Run a loaded TensorFlow graph once on a random image and describe it.
+
+    ``graph`` is a SavedModel signature or a frozen graph: anything with
+    ``input_shape``, ``input_name``, ``output_name``, ``run``, ``parameter_count``
+    and ``details``. ``notes`` already holds what the caller found.
+    """
+    input_spec = input_spec_for(graph.input_shape, options, notes)
+    height, width = input_spec.size_px
+    trial = np.random.default_rng(0).standard_normal((1, height, width, 3), np.float32)
+    values = graph.run(trial)
+    num_classes = int(values.shape[1])
+    spec = ModelSpec(
+        format=format_name,
+        num_classes=num_classes,
+        input=input_spec,
+        class_names=resolve_class_names(options.class_names, num_classes, notes),
+        graph_input=graph.input_name,
+        graph_output=graph.output_name,
+        outputs_probabilities=looks_like_probabilities(values),
+    )
+    parameters = int(graph.parameter_count())
+    return Inspection(
+        spec=spec,
+        parameter_count=parameters,
+        layer_groups=[LayerGroup(name="graph", modules=[group_module], parameter_count=parameters)],
+        notes=notes,
+        safety_checks=safety_checks,
+        details=graph.details(),
+    )

@@ -24,25 +24,21 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from kai.errors import InvalidInput
 from kai.models.formats.base import (
     ArtifactFile,
     ImportOptions,
     Inspection,
-    LayerGroup,
     ModelSpec,
     Predictor,
 )
-from kai.models.formats.class_names import resolve_class_names
-from kai.models.formats.preprocessing import looks_like_probabilities
 from kai.models.formats.saved_models import (
+    GRAPH_SAFETY_CHECKS,
     FrozenGraph,
     GraphRunner,
     SavedModelPredictor,
     WorkerGraph,
-    input_spec_for,
+    inspect_graph,
     require_tensorflow,
 )
 
@@ -90,35 +86,14 @@ class TensorFlowGraphFormat:
         """Check the graph's operators, import it and run it once."""
         self.check(path, options)
         graph = FrozenGraph(path, options.graph_input, options.graph_output)
-        notes: list[str] = []
-        input_spec = input_spec_for(graph.input_shape, options, notes)
-        height, width = input_spec.size_px
-        trial = np.random.default_rng(0).standard_normal((1, height, width, 3), np.float32)
-        values = graph.run(trial)
-        num_classes = int(values.shape[1])
-        notes.append("A frozen graph names no embedding; feature extraction is unsupported")
-        spec = ModelSpec(
-            format=self.name,
-            num_classes=num_classes,
-            input=input_spec,
-            class_names=resolve_class_names(options.class_names, num_classes, notes),
-            graph_input=graph.input_name,
-            graph_output=graph.output_name,
-            outputs_probabilities=looks_like_probabilities(values),
-        )
-        parameters = graph.parameter_count()
-        return Inspection(
-            spec=spec,
-            parameter_count=parameters,
-            layer_groups=[
-                LayerGroup(name="graph", modules=[graph.output_name], parameter_count=parameters)
-            ],
-            notes=notes,
-            safety_checks=[
-                "no operators that run Python (PyFunc, EagerPyFunc) or reach files",
-                "only operators TensorFlow registers, no custom op libraries",
-            ],
-            details=graph.details(),
+        notes = ["A frozen graph names no embedding; feature extraction is unsupported"]
+        return inspect_graph(
+            self.name,
+            graph,
+            options,
+            notes,
+            group_module=graph.output_name,
+            safety_checks=list(GRAPH_SAFETY_CHECKS),
         )
 
     def prepare(self, path: Path, inspection: Inspection, out_dir: Path) -> list[ArtifactFile]:
