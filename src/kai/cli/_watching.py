@@ -50,7 +50,7 @@ def follow_job(runtime: Runtime, job_id: int, *, run_here: bool = True) -> Job:
                 break
             unclaimed = runner is None and job.state is JobState.QUEUED
             if run_here and unclaimed and time.monotonic() - started > CLAIM_WAIT_SECONDS:
-                runner = _run_here(runtime, job_id)
+                runner = run_job_here(runtime, job_id)
             time.sleep(POLL_SECONDS)
     if table.row_count:
         _err().print(table)
@@ -111,7 +111,7 @@ def _metrics_table() -> Table:
     return Table("epoch", *METRIC_COLUMNS, title="Metrics per epoch")
 
 
-def _run_here(runtime: Runtime, job_id: int) -> threading.Thread | None:
+def run_job_here(runtime: Runtime, job_id: int) -> threading.Thread | None:
     """Claim the job and run it on a thread, in its own child process as a worker would."""
     settings = runtime.settings
     claim = claim_job(

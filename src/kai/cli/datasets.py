@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from kai.cli._context import open_runtime
+from kai.cli._watching import run_job_here
 from kai.cli.quality import quality_command
 from kai.datasets import (
     EditOperation,
@@ -45,10 +46,7 @@ from kai.datasets.sources import PremadeOptions, resolve_request
 from kai.datasets.sources.premade import start_premade_import
 from kai.db.tables import FINISHED_STATES, Dataset, DatasetVersion, Job, JobState, Split
 from kai.errors import InvalidInput, KaiError
-from kai.jobs.environment import create_job_environment
 from kai.jobs.events import list_events
-from kai.jobs.leases import claim_job, new_lease_owner
-from kai.jobs.runner import run_claimed_job
 from kai.runtime import Runtime
 
 app = typer.Typer(help="Upload, inspect and edit datasets.", no_args_is_help=True)
@@ -314,7 +312,7 @@ def _follow(runtime: Runtime, job_id: int) -> tuple[JobState, str | None]:
             waited = time.monotonic() - started
             patience = max(1.0, CLAIM_WAIT_POLLS * runtime.settings.poll_seconds)
             if runner is None and job.state is JobState.QUEUED and waited > patience:
-                runner = _run_here(runtime, job_id)
+                runner = run_job_here(runtime, job_id)
             time.sleep(POLL_SECONDS)
 
 
@@ -323,27 +321,6 @@ def _read(runtime: Runtime, job_id: int, after: int) -> tuple[Job, list[Any]]:
         job = session.get(Job, job_id, populate_existing=True)
         assert job is not None
         return job, list_events(session, job_id, after_seq=after)
-
-
-def _run_here(runtime: Runtime, job_id: int) -> threading.Thread | None:
-    """Claim the job and run it on a thread (in its own child process, as a worker would)."""
-    settings = runtime.settings
-    claim = claim_job(
-        runtime.db, owner=new_lease_owner(), lease_seconds=settings.lease_seconds, job_id=job_id
-    )
-    if claim is None:
-        return None
-    env = create_job_environment(settings, runtime.registry)
-
-    def run() -> None:
-        try:
-            run_claimed_job(env, claim)
-        finally:
-            env.close()
-
-    thread = threading.Thread(target=run, name=f"kai-job-{job_id}", daemon=True)
-    thread.start()
-    return thread
 
 
 def _show_event(progress: Progress, task: Any, event_type: str, payload: dict[str, Any]) -> None:

@@ -299,7 +299,9 @@ def _rebuilt_kai_error(class_name: object, message: object, details: object) -> 
 def _child_main(memory_bytes: int, payload_path: str, result_path: str) -> None:
     """Entry point of the child: load the call, cap memory, run, report."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    func, args, preload_modules = pickle.loads(Path(payload_path).read_bytes())  # noqa: S301 - written by the parent
+    # The payload was written by the parent process, never by a user.
+    payload = Path(payload_path).read_bytes()
+    func, args, preload_modules = pickle.loads(payload)  # noqa: S301
     for module in preload_modules:
         __import__(module)
     _cap_memory(memory_bytes)

@@ -124,7 +124,8 @@ def trace_hub_entry(
     module.eval()
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice
-        traced = torch.jit.trace(module, torch.randn(1, 3, *size_px))  # type: ignore[no-untyped-call]
+        example = torch.randn(1, 3, *size_px)
+        traced = torch.jit.trace(module, example)  # type: ignore[no-untyped-call]
     traced.save(target)
     return {"moduleClass": type(module).__name__}
 
