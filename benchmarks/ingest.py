@@ -167,7 +167,7 @@ class MemoryReport:
 
     archive_bytes: int
     archive_images: int
-    kai_job_peak_mb: float
+    kai_largest_process_peak_mb: float
     kai_tree_pss_peak_mb: float
     kai_tree_hwm_sum_mb: float
     kai_seconds: float
@@ -424,6 +424,11 @@ class TreeMemory:
     def hwm_sum_mb(self) -> float:
         return sum(self._hwm_mb.values())
 
+    @property
+    def largest_hwm_mb(self) -> float:
+        """The highest peak resident size of any one descendant."""
+        return max(self._hwm_mb.values(), default=0.0)
+
     def __enter__(self) -> TreeMemory:
         self._thread.start()
         return self
@@ -489,6 +494,7 @@ def run_child_role(role: str, archive_path: Path, work_dir: Path) -> dict[str, A
         "seconds": rate.seconds,
         "self_peak_mb": own_peak_rss_mb(),
         "children_peak_mb": children_peak_rss_mb(),
+        "tree_largest_peak_mb": tree.largest_hwm_mb,
         "tree_pss_peak_mb": tree.peak_sum_mb,
         "tree_hwm_sum_mb": tree.hwm_sum_mb,
     }
@@ -521,7 +527,7 @@ def measure_memory(
     report = MemoryReport(
         archive_bytes=archive_path.stat().st_size,
         archive_images=count,
-        kai_job_peak_mb=kai["children_peak_mb"],
+        kai_largest_process_peak_mb=kai["tree_largest_peak_mb"],
         kai_tree_pss_peak_mb=kai["tree_pss_peak_mb"],
         kai_tree_hwm_sum_mb=kai["tree_hwm_sum_mb"],
         kai_seconds=kai["seconds"],
@@ -641,8 +647,8 @@ def show_report(console: Console, throughput: Throughput, memory: MemoryReport |
             f"Kai's job process and the processes it started used at most "
             f"{memory.kai_tree_pss_peak_mb:.0f} MB together (PSS, sampled; the figure in the "
             f"table), {memory.kai_tree_hwm_sum_mb:.0f} MB as the sum of each one's peak RSS; "
-            f"the job process alone peaked at {memory.kai_job_peak_mb:.0f} MB RSS, its worker "
-            f"at {memory.kai_worker_peak_mb:.0f} MB"
+            f"the largest of them alone peaked at {memory.kai_largest_process_peak_mb:.0f} MB "
+            f"RSS, the worker at {memory.kai_worker_peak_mb:.0f} MB"
         )
 
 

@@ -229,7 +229,7 @@ def test_local_batch_makes_blobs_visible_only_after_flush(tmp_path: Path) -> Non
     batch.flush()
     assert store.read_bytes(first) == b"first image"
     assert store.read_bytes(second) == b"second image"
-    assert list(store.tmp_dir.iterdir()) == []
+    assert list(store.root.rglob("*.part")) == []
 
 
 def test_local_batch_reuses_a_blob_already_stored(tmp_path: Path) -> None:
@@ -241,4 +241,32 @@ def test_local_batch_reuses_a_blob_already_stored(tmp_path: Path) -> None:
     batch.flush()
 
     assert store.read_bytes(sha256) == b"shared"
-    assert list(store.tmp_dir.iterdir()) == []
+    assert list(store.root.rglob("*.part")) == []
+
+
+def test_local_batch_stages_beside_the_address_unseen_by_readers(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    batch = store.batch()
+
+    sha256 = batch.put_bytes(b"staged image")
+
+    staged = list(store.root.rglob("*.part"))
+    assert [path.parent for path in staged] == [store.path_for(sha256).parent]
+    assert list(store.iter_hashes()) == []
+    batch.abort()
+    assert list(store.root.rglob("*.part")) == []
+    assert not store.exists(sha256)
+
+
+def test_stale_staged_writes_of_a_crashed_batch_are_removed(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    kept = store.put_bytes(b"stored before")
+    store.batch().put_bytes(b"never flushed")  # the process died before flush or abort
+    [staged] = store.root.rglob("*.part")
+    os.utime(staged, (time.time() - 7200, time.time() - 7200))
+
+    assert store.remove_stale_temporaries(3600, dry_run=True) == 1
+    assert staged.exists()
+    assert store.remove_stale_temporaries(3600) == 1
+    assert not staged.exists()
+    assert store.read_bytes(kept) == b"stored before"

@@ -5,8 +5,11 @@ the file is flushed and fsynced, then renamed to its address. A reader
 never sees a partial blob, and a crash leaves only a temporary file that
 garbage collection removes later.
 
-Layout: ``<root>/ab/abcd...`` for blobs and ``<root>/tmp/`` for writes
-in progress.
+Layout: ``<root>/ab/abcd...`` for blobs and ``<root>/tmp/`` for streamed
+writes in progress. A batch of small blobs stages each one as
+``<root>/ab/.<random>.part`` beside its address instead: a rename within
+one folder does not take the file system's cross-folder rename lock, and
+threads creating files in different folders do not queue on one folder.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from kai.errors import NotFound
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+# Staged writes end with this; no blob address does.
+PART_SUFFIX = ".part"
 
 
 class BlobWriter(Protocol):
@@ -156,16 +161,20 @@ class _LocalBatch:
         self._store = store
         self._lock = threading.Lock()
         self._staged: dict[str, Path] = {}
+        self._folders: set[Path] = set()
 
     def put_bytes(self, data: bytes) -> str:
         sha256 = hashlib.sha256(data).hexdigest()
         with self._lock:
             if sha256 in self._staged:
                 return sha256
-        tmp = self._store.tmp_dir / f"{secrets.token_hex(16)}.part"
-        tmp.write_bytes(data)
-        # Made here, in the writers' threads, so that flush only renames.
-        self._store.path_for(sha256).parent.mkdir(exist_ok=True)
+        target = self._store.path_for(sha256)
+        folder = target.parent
+        if folder not in self._folders:
+            folder.mkdir(exist_ok=True)
+            self._folders.add(folder)
+        tmp = folder / f".{secrets.token_hex(16)}{PART_SUFFIX}"
+        _write_new_file(tmp, data)
         with self._lock:
             if sha256 in self._staged:
                 tmp.unlink(missing_ok=True)
@@ -190,6 +199,17 @@ class _LocalBatch:
             staged, self._staged = self._staged, {}
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Create ``path``, which must not exist, holding ``data`` (one open, no buffer copy)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _sync_file_system(path: Path) -> None:
@@ -280,6 +300,13 @@ class LocalBlobStore:
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
 
+    def _temporaries(self) -> Iterator[Path]:
+        """Streamed writes in ``tmp/`` and batch writes staged beside their addresses."""
+        yield from self.tmp_dir.iterdir()
+        for first in self.root.iterdir():
+            if len(first.name) == 2 and first.is_dir():
+                yield from first.glob(f".*{PART_SUFFIX}")
+
     def iter_hashes(self) -> Iterator[tuple[str, float]]:
         for first in self.root.iterdir():
             if len(first.name) != 2 or not first.is_dir():
@@ -291,7 +318,7 @@ class LocalBlobStore:
     def remove_stale_temporaries(self, older_than_seconds: float, *, dry_run: bool = False) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
-        for path in self.tmp_dir.iterdir():
+        for path in self._temporaries():
             if path.stat().st_mtime < cutoff:
                 if not dry_run:
                     path.unlink(missing_ok=True)
