@@ -22,3 +22,16 @@ def test_entry_point_imports_no_machine_learning_library(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert completed.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("package", ["kai.quality", "kai.datasets", "kai.models", "kai.training"])
+def test_each_service_package_imports_first(package: str) -> None:
+    """A script may import any one service first; none depends on another being loaded."""
+    completed = subprocess.run(
+        [sys.executable, "-c", f"import {package}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]

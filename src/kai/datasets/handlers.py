@@ -37,7 +37,7 @@ from kai.db.tables import Dataset, DatasetStatus, Sample
 from kai.errors import Conflict, InvalidInput, NotFound
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
-from kai.quality.jobs import queue_analysis_after
+from kai.quality import jobs as quality_jobs  # by module: kai.quality imports datasets too
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
             provenance=config.source.provenance() | {"layout": layout.shape},
             job_id=ctx.job_id,
         )
-        analysis = queue_analysis_after(session, version, job_id=ctx.job_id)
+        analysis = quality_jobs.queue_analysis_after(session, version, job_id=ctx.job_id)
         summary = {"versionId": version.id, "version": version.number, "qualityJobId": analysis.id}
     remove_upload(config.upload_dir)
     ctx.progress(1.0, stage="done", force=True)
@@ -115,7 +115,7 @@ def run_add_files(ctx: JobContext) -> dict[str, Any]:
         provenance = config.source.provenance() | {"parentVersion": parent.number}
         extra = {"importReport": import_report(result), "provenance": provenance}
         finish_version(session, version, extra)
-        analysis = queue_analysis_after(session, version, job_id=ctx.job_id)
+        analysis = quality_jobs.queue_analysis_after(session, version, job_id=ctx.job_id)
         summary = {"versionId": version.id, "version": version.number, "qualityJobId": analysis.id}
     remove_upload(config.upload_dir)
     ctx.progress(1.0, stage="done", force=True)

@@ -28,7 +28,7 @@ from kai.db.tables import Dataset, DatasetStatus, Job
 from kai.errors import Conflict, InvalidInput, NotFound
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
-from kai.quality.jobs import queue_analysis_after
+from kai.quality import jobs as quality_jobs  # by module: kai.quality imports datasets too
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def run_premade_import(ctx: JobContext) -> dict[str, Any]:
         version = write_import_version(
             session, dataset=dataset, result=result, provenance=provenance, job_id=ctx.job_id
         )
-        analysis = queue_analysis_after(session, version, job_id=ctx.job_id)
+        analysis = quality_jobs.queue_analysis_after(session, version, job_id=ctx.job_id)
         summary = {"versionId": version.id, "version": version.number, "qualityJobId": analysis.id}
     ctx.progress(1.0, stage="done", force=True)
     return {"datasetId": config.dataset_id, **summary, **_counts(result)}
