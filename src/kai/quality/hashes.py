@@ -26,7 +26,7 @@ _BANDS = 8
 MAX_BUCKET = 2000
 
 
-def compute_phash(grey: NDArray[np.float32]) -> int:
+def compute_phash(grey: NDArray[np.float32] | Image.Image) -> int:
     """The DCT hash: signs of the 8x8 lowest frequencies against their median."""
     small = _resize(grey, _PHASH_SIZE, _PHASH_SIZE)
     basis = _dct_basis(_PHASH_SIZE)
@@ -37,7 +37,7 @@ def compute_phash(grey: NDArray[np.float32]) -> int:
     return _pack(bits)
 
 
-def compute_dhash(grey: NDArray[np.float32]) -> int:
+def compute_dhash(grey: NDArray[np.float32] | Image.Image) -> int:
     """The difference hash: whether each pixel of a 9x8 thumbnail is brighter than its right."""
     small = _resize(grey, 9, 8)
     bits = small[:, 1:] > small[:, :-1]
@@ -83,8 +83,11 @@ def _bucket_pairs(
             yield i, j
 
 
-def _resize(grey: NDArray[np.float32], width: int, height: int) -> NDArray[np.float32]:
-    image = Image.fromarray(grey.astype(np.float32))
+def _resize(
+    grey: NDArray[np.float32] | Image.Image, width: int, height: int
+) -> NDArray[np.float32]:
+    """The grey pixels (an array, or a float image of them) averaged down to the size."""
+    image = grey if isinstance(grey, Image.Image) else Image.fromarray(grey.astype(np.float32))
     resized = image.resize((width, height), Image.Resampling.BOX)
     return np.asarray(resized, dtype=np.float32)
 
@@ -101,7 +104,5 @@ def _dct_basis(size: int) -> NDArray[np.float32]:
 
 
 def _pack(bits: NDArray[np.bool_]) -> int:
-    value = 0
-    for bit in bits.ravel()[:HASH_BITS]:
-        value = (value << 1) | int(bit)
-    return value
+    """The first 64 bits as an integer, the first bit the most significant."""
+    return int.from_bytes(np.packbits(bits.ravel()[:HASH_BITS]).tobytes(), "big")

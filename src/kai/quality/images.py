@@ -1,12 +1,13 @@
 """Per-image statistics, computed in one pass over each sample's reduced copy.
 
 The reduced copy (upright, longest side at most 512 px) is decoded once into
-a float RGB array in [0, 1]; every statistic the checks need comes from that
-array and its grey version: sharpness as the variance of the Laplacian of
-the grey image scaled to unit contrast (so a dark photo is not called
-blurry), brightness, contrast, histogram entropy, colourfulness, and the perceptual
-hashes that find near duplicates. Only the EXIF orientation comes from the
-original, and only its header is read.
+8-bit RGB. Its channel histograms give the mean colour and Pillow compares
+its channels for greyness; a float grey version in [0, 1] gives the rest:
+sharpness as the variance of the Laplacian of the grey image scaled to unit
+contrast (so a dark photo is not called blurry), brightness, contrast,
+histogram entropy, and the perceptual hashes that find near duplicates.
+Only the EXIF orientation comes from the original, and only its header is
+read.
 """
 
 from __future__ import annotations
@@ -15,21 +16,23 @@ import io
 import logging
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from kai.quality.hashes import compute_dhash, compute_phash
 
 logger = logging.getLogger(__name__)
 
-# ITU-R BT.601 luma weights.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# Channels within this distance of each other everywhere count as grey.
-_GREY_TOLERANCE = 2.0 / 255.0
+# ITU-R BT.601 luma weights, for pixel values 0 to 255 mapped to [0, 1].
+_LUMA_OF_BYTES = np.array([0.299, 0.587, 0.114], dtype=np.float32) / 255.0
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0
+# Channels within this many levels of each other everywhere count as grey.
+_GREY_TOLERANCE_LEVELS = 2
 _DECODE_ERRORS = (
     OSError,
     SyntaxError,
@@ -78,47 +81,74 @@ def compute_image_stats(data: bytes) -> ImageStats:
     Raises:
         UnreadableImage: The bytes do not decode to an image.
     """
-    rgb = decode_rgb(data)
-    grey = rgb @ _LUMA
-    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    flat = decode_flat(data)
+    grey = np.asarray(flat, dtype=np.float32) @ _LUMA_OF_BYTES
+    histogram = np.asarray(flat.histogram(), dtype=np.float64).reshape(3, 256)
+    mean_rgb = histogram @ _LEVELS / (flat.width * flat.height)
+    contrast = float(grey.std())
+    # Both hashes shrink one float image of the grey pixels.
+    grey_image = Image.fromarray(grey)
     return ImageStats(
-        laplacian_var=laplacian_variance(normalise_contrast(grey)),
+        laplacian_var=sharpness(grey, contrast),
         brightness=float(grey.mean()),
-        contrast=float(grey.std()),
-        entropy_bits=histogram_entropy(grey),
-        is_grayscale=bool(spread.max() <= _GREY_TOLERANCE),
-        mean_rgb=(float(rgb[..., 0].mean()), float(rgb[..., 1].mean()), float(rgb[..., 2].mean())),
-        phash=compute_phash(grey),
-        dhash=compute_dhash(grey),
+        contrast=contrast,
+        entropy_bits=histogram_entropy(flat.convert("L").histogram()),
+        is_grayscale=_is_grey(flat),
+        mean_rgb=(float(mean_rgb[0]), float(mean_rgb[1]), float(mean_rgb[2])),
+        phash=compute_phash(grey_image),
+        dhash=compute_dhash(grey_image),
     )
 
 
 def decode_rgb(data: bytes) -> NDArray[np.float32]:
     """The image as an ``(height, width, 3)`` float array in [0, 1]."""
+    return np.asarray(decode_flat(data), dtype=np.float32) / 255.0
+
+
+def decode_flat(data: bytes) -> Image.Image:
+    """The image as 8-bit RGB, transparent pixels shown on white as the panel shows them.
+
+    Raises:
+        UnreadableImage: The bytes do not decode to an image.
+    """
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                # Transparent pixels are shown on white by the panel; judge them the same way.
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                flat = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-            else:
-                flat = image.convert("RGB")
+                return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+            return image.convert("RGB")
     except _DECODE_ERRORS as exc:
         raise UnreadableImage(f"does not decode: {exc}") from exc
-    return np.asarray(flat, dtype=np.float32) / 255.0
 
 
-def normalise_contrast(grey: NDArray[np.float32]) -> NDArray[np.float32]:
-    """The grey image scaled to unit standard deviation, so exposure never reads as blur.
+def _is_grey(flat: Image.Image) -> bool:
+    """Whether every pixel's channels lie within the grey tolerance of each other.
 
-    A flat image (standard deviation under 1/255) stays as it is: it has no edges to judge.
+    The largest channel minus the smallest is the largest of the three pairwise
+    differences, which Pillow finds without copying the image into arrays.
     """
-    spread = float(grey.std())
-    if spread < 1.0 / 255.0:
-        return grey
-    scaled: NDArray[np.float32] = (grey - grey.mean()) / spread
-    return scaled
+    red, green, blue = flat.split()
+    pairs = ((red, green), (green, blue), (red, blue))
+    return all(_largest_difference(a, b) <= _GREY_TOLERANCE_LEVELS for a, b in pairs)
+
+
+def _largest_difference(first: Image.Image, second: Image.Image) -> int:
+    # A single band's extrema are one (low, high) pair.
+    _, high = cast(tuple[int, int], ImageChops.difference(first, second).getextrema())
+    return high
+
+
+def sharpness(grey: NDArray[np.float32], contrast: float) -> float:
+    """Variance of the Laplacian of the grey image scaled to unit contrast.
+
+    Scaling first means exposure never reads as blur. The Laplacian is linear
+    and ignores a constant, so the scaled image's variance is the unscaled one
+    over the contrast squared. A flat image (contrast under 1/255) is left
+    unscaled: it has no edges to judge.
+    """
+    variance = laplacian_variance(grey)
+    return variance if contrast < 1.0 / 255.0 else variance / contrast**2
 
 
 def laplacian_variance(grey: NDArray[np.float32]) -> float:
@@ -130,11 +160,10 @@ def laplacian_variance(grey: NDArray[np.float32]) -> float:
     return float(laplacian.var())
 
 
-def histogram_entropy(grey: NDArray[np.float32]) -> float:
-    """Entropy in bits of the grey levels quantised to 256 bins."""
-    levels = np.clip((grey * 255.0).round(), 0, 255).astype(np.uint8)
-    counts = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
-    probabilities = counts[counts > 0] / counts.sum()
+def histogram_entropy(counts: Sequence[int]) -> float:
+    """Entropy in bits of a histogram of grey levels."""
+    values = np.asarray(counts, dtype=np.float64)
+    probabilities = values[values > 0] / values.sum()
     return float(-(probabilities * np.log2(probabilities)).sum())
 
 
