@@ -21,6 +21,7 @@ from kai.db.engine import Database
 from kai.db.tables import IssueType, Split
 from kai.embeddings import (
     EmbeddingCache,
+    Neighbours,
     VectorIndex,
     load_random_backbone,
     normalise_rows,
@@ -29,6 +30,7 @@ from kai.embeddings import (
 from kai.quality import analyse_samples
 from kai.quality.analysis import inspect_samples, judge
 from kai.quality.backbones import resolve_embedder
+from kai.quality.duplicates import find_embedding_pairs
 from kai.quality.features import Embedder, Features
 from kai.quality.findings import Thresholds
 from kai.quality.label_errors import LabelErrorReport, find_label_errors
@@ -232,3 +234,49 @@ def test_copies_of_one_file_stay_exact_when_a_near_copy_joins_their_cluster(
     near = next(f for f in found.values() if f.issue_type is IssueType.NEAR_DUPLICATE)
     assert {exact.sample_uid, exact.evidence["duplicateOf"]} == {"a", "a2"}
     assert near.evidence["duplicateOf"] == "b"
+
+
+def _pairs_of(vectors: NDArray[np.float32], k: int = 6) -> set[frozenset[int]]:
+    neighbours = VectorIndex(normalise_rows(vectors), [str(i) for i in range(len(vectors))])
+    found = find_embedding_pairs(neighbours.search_all(k), THRESHOLDS)
+    return {frozenset(pair) for pair in found}
+
+
+def _around(
+    centre: NDArray[np.float32], spread: float, count: int, seed: int
+) -> NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((count, centre.size)).astype(np.float32)
+    return centre + spread * noise / np.sqrt(centre.size)
+
+
+def test_copies_standing_apart_from_look_alikes_are_found_and_the_look_alikes_are_not() -> None:
+    rng = np.random.default_rng(3)
+    dim = 256
+    centre = rng.standard_normal(dim).astype(np.float32)
+    # Look-alikes: one material photographed many times, all about equally alike.
+    look_alikes = _around(centre, 0.9, 30, seed=4)
+    # Copies a little way off: too far for the rule relative to the usual neighbour,
+    # but well inside the gap to the look-alikes.
+    copy = _around(look_alikes[0], 0.8, 1, seed=5)
+    twins = _around(look_alikes[1], 0.75, 2, seed=6)
+
+    pairs = _pairs_of(np.vstack([look_alikes, copy, twins]).astype(np.float32))
+
+    # The copy of image 0, and both copies of image 1: two copies do not hide each other.
+    assert pairs == {frozenset({0, 30}), frozenset({1, 31}), frozenset({1, 32})}
+
+
+def test_the_ratio_test_needs_a_next_neighbour_and_passes_over_exact_copies() -> None:
+    close = np.array([[1.0, 0.0], [0.96, 0.28]], dtype=np.float32)
+    # Two images only: nothing to compare the pair's distance with, and it is not close
+    # in absolute terms.
+    assert _pairs_of(close, k=3) == set()
+
+    # Row 0 has an exact copy first and a near copy behind it; the other rows are
+    # ordinary images whose neighbours are all about equally far.
+    indices = np.array([[1, 2, 3, 4], [2, 3, 4, 0], [3, 4, 0, 1], [4, 0, 1, 2], [0, 1, 2, 3]])
+    ordinary = [0.80, 0.79, 0.78, 0.77]
+    similarities = np.array([[1.0, 0.91, 0.80, 0.79], *[ordinary] * 4], dtype=np.float32)
+    found = set(find_embedding_pairs(Neighbours(indices, similarities), THRESHOLDS))
+    assert found == {(0, 1), (0, 2)}

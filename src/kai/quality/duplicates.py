@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from kai.db.tables import IssueSeverity, IssueType, Split
 from kai.embeddings import Neighbours
@@ -30,6 +31,9 @@ from kai.quality.images import ImageStats
 from kai.quality.samples import Inspected
 
 MAX_LISTED = 10
+# The ratio test finds at most this many copies of one image.
+MAX_COPIES_BEFORE_GAP = 4
+_SAME_FILE_DISTANCE = 1e-6
 _SPLIT_RANK = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
 # The difference hash may stray further than the DCT hash on a small crop.
 _DHASH_SLACK_BITS = 10
@@ -115,22 +119,52 @@ def find_near_pairs(
 def find_embedding_pairs(
     neighbours: Neighbours, thresholds: Thresholds
 ) -> Iterator[tuple[int, int]]:
-    """Row pairs close in absolute terms and much closer than the dataset's usual neighbour.
+    """Row pairs whose embeddings are close and stand apart from everything else.
 
-    The relative rule keeps a set of look-alike photos (crops of one material)
-    from turning into one cluster of copies.
+    A pair must be at least ``embedding_duplicate_similarity`` alike, and then
+    either much closer than the dataset's usual nearest neighbour, or the few
+    copies of an image must sit much closer to it than its next neighbour: a
+    crop, a mirror or a re-encoding moves an embedding a little, while the
+    next distinct image is markedly further. The second rule is a ratio test,
+    so a set of look-alike photos (crops of one material), whose distances
+    rise smoothly, never turns into one cluster of copies.
     """
     similarities = neighbours.similarities
     if similarities.size == 0:
         return
+    distances = 1.0 - similarities.astype(np.float64)
     # Copies of one file sit at distance zero; the usual distance is that of distinct images.
-    nearest = 1.0 - similarities[:, 0]
-    distinct = nearest[nearest > 1e-6]
+    nearest = distances[:, 0]
+    distinct = nearest[(nearest > _SAME_FILE_DISTANCE) & np.isfinite(nearest)]
     usual = float(np.median(distinct)) if distinct.size else 1.0
-    share = thresholds.embedding_duplicate_share * usual
-    cut = min(1.0 - thresholds.embedding_duplicate_similarity, share)
-    for row, column in zip(*np.nonzero(1.0 - similarities <= cut), strict=True):
+    alike = distances <= 1.0 - thresholds.embedding_duplicate_similarity
+    close = distances <= thresholds.embedding_duplicate_share * usual
+    copies = alike & (close | _before_gap(distances, thresholds))
+    for row, column in zip(*np.nonzero(copies), strict=True):
         yield int(row), int(neighbours.indices[row, column])
+
+
+def _before_gap(distances: NDArray[np.float64], thresholds: Thresholds) -> NDArray[np.bool_]:
+    """Per row, the neighbours before the first gap (a distance at most ``gap`` of the next).
+
+    Only the first ``MAX_COPIES_BEFORE_GAP`` neighbours can be copies, the next
+    neighbour must exist, and exact copies (distance zero) never end the run.
+    """
+    count = min(MAX_COPIES_BEFORE_GAP, distances.shape[1] - 1)
+    marked = np.zeros(distances.shape, dtype=bool)
+    if count < 1:
+        return marked
+    here, after = distances[:, :count], distances[:, 1 : count + 1]
+    gaps = (
+        (here <= thresholds.embedding_duplicate_gap * after)
+        & (here > _SAME_FILE_DISTANCE)
+        & np.isfinite(after)
+    )
+    rows = np.flatnonzero(gaps.any(axis=1))
+    first = gaps[rows].argmax(axis=1)
+    for row, last in zip(rows, first, strict=True):
+        marked[row, : last + 1] = True
+    return marked
 
 
 def _embedding_pairs(

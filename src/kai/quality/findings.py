@@ -44,7 +44,9 @@ class Thresholds:
         embedding_duplicate_similarity: Embeddings must be at least this cosine-similar to be
             copies...
         embedding_duplicate_share: ...and their distance at most this share of the median
-            distance between a sample and its nearest neighbour.
+            distance between a sample and its nearest neighbour...
+        embedding_duplicate_gap: ...or at most this share of the distance to the sample's
+            next neighbour that is not a copy (a ratio test).
         label_folds: Folds of the out-of-sample label model.
         max_linear_classes: Past this many classes, label errors use nearest class means.
         min_images_for_outliers: Fewer readable images than this and no outliers are judged.
@@ -65,8 +67,9 @@ class Thresholds:
     near_duplicate_colour: float = 0.06
     min_images_per_class: int = 10
     imbalance_ratio: float = 3.0
-    embedding_duplicate_similarity: float = 0.85
+    embedding_duplicate_similarity: float = 0.75
     embedding_duplicate_share: float = 0.3
+    embedding_duplicate_gap: float = 0.7
     label_folds: int = 5
     max_linear_classes: int = 100
     min_images_for_outliers: int = 20
