@@ -55,6 +55,8 @@ TARGET_LABEL_RECALL = 0.8
 TARGET_LABEL_PRECISION = 0.7
 TARGET_DEDUP_RATIO = 10.0
 SHARED_TYPES = ("dark", "blurry", "exact_duplicates", "near_duplicates")
+# cleanvision gives these a score per image; its duplicate checks only group equal hashes.
+SCORED_TYPES = ("dark", "blurry")
 KAI_TYPES = {
     "dark": ("too_dark",),
     "blurry": ("blurry",),
@@ -397,8 +399,17 @@ class KaiSide:
 # cleanvision on the first dataset.
 
 
-def run_cleanvision(folder: Path, names: Sequence[str]) -> tuple[float, dict[str, set[str]]]:
-    """cleanvision's checks of the shared issue types on the same files; (seconds, flagged)."""
+@dataclass(frozen=True)
+class CleanvisionRun:
+    """cleanvision's time, what it flagged per issue type, and its scores (low is bad)."""
+
+    seconds: float
+    flagged: dict[str, set[str]]
+    scores: dict[str, dict[str, float]]
+
+
+def run_cleanvision(folder: Path, names: Sequence[str]) -> CleanvisionRun:
+    """cleanvision's checks of the shared issue types on the same files."""
     from cleanvision import Imagelab
 
     paths = [str(folder / name) for name in names]
@@ -413,7 +424,31 @@ def run_cleanvision(folder: Path, names: Sequence[str]) -> tuple[float, dict[str
         issue: {by_path[str(p)] for p in frame.index[frame[f"is_{issue}_issue"]]}
         for issue in SHARED_TYPES
     }
-    return seconds, flagged
+    scores = {
+        issue: {by_path[str(p)]: float(v) for p, v in frame[f"{issue}_score"].items()}
+        for issue in SCORED_TYPES
+    }
+    return CleanvisionRun(seconds, flagged, scores)
+
+
+def best_threshold(scores: dict[str, float], truth: set[str]) -> dict[str, float]:
+    """The threshold on a score (flag below it) that agrees best with the planted set.
+
+    It tells whether a different threshold would have made cleanvision agree:
+    the Jaccard index with the truth that no threshold can beat.
+    """
+    ranked = sorted(scores.items(), key=lambda item: item[1])
+    best = {"threshold": 0.0, "jaccard": 0.0}
+    flagged: set[str] = set()
+    for index, (name, value) in enumerate(ranked):
+        flagged.add(name)
+        following = ranked[index + 1][1] if index + 1 < len(ranked) else value + 1e-6
+        if following == value:
+            continue
+        agreement = jaccard(flagged, truth)
+        if agreement > best["jaccard"]:
+            best = {"threshold": round((value + following) / 2, 4), "jaccard": agreement}
+    return best
 
 
 # The second dataset: planted near copies.
@@ -579,7 +614,7 @@ def compare_quality(work: Path, options: Options, console: Console) -> dict[str,
     names = sorted(planted.files)
     write_folder(work / "files", planted.files)
     console.print(f"Planted dataset: {len(names)} images, {options.images} distinct textures")
-    clean_seconds, clean_flagged = run_cleanvision(work / "files", names)
+    cleanvision = run_cleanvision(work / "files", names)
     kai = KaiSide(work, planted, options)
     try:
         shared = kai.analyse(embeddings=False)
@@ -587,14 +622,13 @@ def compare_quality(work: Path, options: Options, console: Console) -> dict[str,
         warm = kai.analyse(embeddings=True)
     finally:
         kai.close()
-    return quality_summary(planted, len(names), clean_seconds, clean_flagged, shared, cold, warm)
+    return quality_summary(planted, len(names), cleanvision, shared, cold, warm)
 
 
 def quality_summary(
     planted: Planted,
     count: int,
-    clean_seconds: float,
-    clean_flagged: dict[str, set[str]],
+    cleanvision: CleanvisionRun,
     shared: KaiAnalysis,
     cold: KaiAnalysis,
     warm: KaiAnalysis,
@@ -605,9 +639,12 @@ def quality_summary(
         row: dict[str, Any] = {"truth": len(truth), "kai": vars(score(cold.flagged[issue], truth))}
         if issue in SHARED_TYPES:
             row["kaiHashesOnly"] = vars(score(shared.flagged[issue], truth))
-            row["cleanvision"] = vars(score(clean_flagged[issue], truth))
-            row["jaccard"] = jaccard(shared.flagged[issue], clean_flagged[issue])
+            row["cleanvision"] = vars(score(cleanvision.flagged[issue], truth))
+            row["jaccard"] = jaccard(shared.flagged[issue], cleanvision.flagged[issue])
+        if issue in SCORED_TYPES:
+            row["cleanvisionBestThreshold"] = best_threshold(cleanvision.scores[issue], truth)
         issues[issue] = row
+    clean_seconds = cleanvision.seconds
     return {
         "images": count,
         "cleanvision_images_per_s": round(count / clean_seconds, 1),
@@ -660,6 +697,12 @@ def print_quality(console: Console, summary: dict[str, Any]) -> None:
         ]
         table.add_row(*cells)
     console.print(table)
+    for issue in SCORED_TYPES:
+        best = summary["issues"][issue]["cleanvisionBestThreshold"]
+        console.print(
+            f"cleanvision's {issue} score at its best threshold ({best['threshold']}): "
+            f"Jaccard {best['jaccard']} with the planted set"
+        )
     speed = Table(title="Images per second")
     for column in ("run", "images per second", "target"):
         speed.add_column(column)

@@ -32,6 +32,15 @@ def test_planted_issues_are_known_and_disjoint() -> None:
     assert all(name in planted.files for names in planted.truth.values() for name in names)
 
 
+def test_the_best_threshold_is_the_one_that_agrees_most_with_the_truth() -> None:
+    best_threshold = load_benchmark().best_threshold
+    scores = {"sharp": 0.9, "soft": 0.5, "blurred": 0.2, "smeared": 0.1}
+
+    assert best_threshold(scores, {"blurred", "smeared"}) == {"threshold": 0.35, "jaccard": 1.0}
+    # Only a threshold that also flags "soft" catches "smeared" and "soft" together.
+    assert best_threshold(scores, {"soft", "smeared"}) == {"threshold": 0.7, "jaccard": 0.6667}
+
+
 def test_quality_benchmark_reports_both_sides_and_their_ratios(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -51,6 +60,7 @@ def test_quality_benchmark_reports_both_sides_and_their_ratios(
         quality["kai_shared_images_per_s"] / quality["cleanvision_images_per_s"], rel=0.05
     )
     assert set(quality["issues"]["dark"]) >= {"kai", "cleanvision", "jaccard"}
+    assert 0.0 <= quality["issues"]["blurry"]["cleanvisionBestThreshold"]["jaccard"] <= 1.0
     assert quality["issues"]["exact_duplicates"]["kai"]["recall"] == 1.0
     assert dedup["images"] == 20 and dedup["planted_pairs"] == 2
     assert dedup["imagededup_seconds"] > 0 and dedup["kai_warm_seconds"] > 0

@@ -258,6 +258,7 @@ def _thresholds(thresholds: Thresholds) -> dict[str, float]:
         "imbalanceRatio": thresholds.imbalance_ratio,
         "embeddingDuplicateSimilarity": thresholds.embedding_duplicate_similarity,
         "embeddingDuplicateShare": thresholds.embedding_duplicate_share,
+        "embeddingDuplicateGapShare": thresholds.embedding_duplicate_gap_share,
         "embeddingDuplicateGap": thresholds.embedding_duplicate_gap,
         "outlierSpreads": thresholds.outlier_spreads,
     }

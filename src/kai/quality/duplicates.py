@@ -121,13 +121,15 @@ def find_embedding_pairs(
 ) -> Iterator[tuple[int, int]]:
     """Row pairs whose embeddings are close and stand apart from everything else.
 
-    A pair must be at least ``embedding_duplicate_similarity`` alike, and then
-    either much closer than the dataset's usual nearest neighbour, or the few
-    copies of an image must sit much closer to it than its next neighbour: a
-    crop, a mirror or a re-encoding moves an embedding a little, while the
-    next distinct image is markedly further. The second rule is a ratio test,
-    so a set of look-alike photos (crops of one material), whose distances
-    rise smoothly, never turns into one cluster of copies.
+    A pair must be at least ``embedding_duplicate_similarity`` alike and then
+    either much closer than the dataset's usual nearest neighbour
+    (``embedding_duplicate_share`` of it), or fairly close
+    (``embedding_duplicate_gap_share`` of it) with the few copies of an image
+    much closer to it than its next neighbour (a ratio test): a crop, a mirror
+    or a re-encoding moves an embedding a little, while the next distinct image
+    is markedly further. Both rules are relative, so a set of look-alike photos
+    (crops of one material), whose distances are small and rise smoothly,
+    never turns into one cluster of copies.
     """
     similarities = neighbours.similarities
     if similarities.size == 0:
@@ -139,8 +141,10 @@ def find_embedding_pairs(
     usual = float(np.median(distinct)) if distinct.size else 1.0
     alike = distances <= 1.0 - thresholds.embedding_duplicate_similarity
     close = distances <= thresholds.embedding_duplicate_share * usual
-    copies = alike & (close | _before_gap(distances, thresholds))
-    for row, column in zip(*np.nonzero(copies), strict=True):
+    apart = (distances <= thresholds.embedding_duplicate_gap_share * usual) & _before_gap(
+        distances, thresholds
+    )
+    for row, column in zip(*np.nonzero(alike & (close | apart)), strict=True):
         yield int(row), int(neighbours.indices[row, column])
 
 

@@ -45,7 +45,8 @@ class Thresholds:
             copies...
         embedding_duplicate_share: ...and their distance at most this share of the median
             distance between a sample and its nearest neighbour...
-        embedding_duplicate_gap: ...or at most this share of the distance to the sample's
+        embedding_duplicate_gap_share: ...or at most this share of that median distance...
+        embedding_duplicate_gap: ...and at most this share of the distance to the sample's
             next neighbour that is not a copy (a ratio test).
         label_folds: Folds of the out-of-sample label model.
         max_linear_classes: Past this many classes, label errors use nearest class means.
@@ -69,7 +70,8 @@ class Thresholds:
     imbalance_ratio: float = 3.0
     embedding_duplicate_similarity: float = 0.75
     embedding_duplicate_share: float = 0.3
-    embedding_duplicate_gap: float = 0.7
+    embedding_duplicate_gap_share: float = 0.7
+    embedding_duplicate_gap: float = 0.5
     label_folds: int = 5
     max_linear_classes: int = 100
     min_images_for_outliers: int = 20
