@@ -13,6 +13,7 @@ from kai.models.formats import ModelSpec
 from kai.training import ClassBalance, MonitoredMetric, TrainingConfig
 from kai.training.data import balanced_sampler
 from kai.training.devices import CPU_PLAN
+from kai.training.features import rows_loader
 from kai.training.loop import EarlyStopper
 from kai.training.runs import Plan, RunState, create_loss, track_best
 from kai.training.samples import SplitSamples, TrainingSample
@@ -78,3 +79,20 @@ def test_the_kept_epoch_follows_the_monitored_metric(metric: MonitoredMetric, be
         track_best(state, epoch, config)
     assert state.best_epoch == best
     assert state.stopper.should_stop is (best == 1)
+
+
+def test_feature_extraction_draws_the_cached_rows_class_balanced_on_request() -> None:
+    targets = torch.tensor([0] * 10 + [1] * 90)
+    rows = (torch.randn(100, 4), targets)
+
+    def rare_share(config: TrainingConfig) -> float:
+        loader = rows_loader(rows, config, train=True)
+        drawn = torch.cat([batch_targets for _ in range(10) for _, batch_targets in loader])
+        assert len(drawn) == 1000
+        return float((drawn == 0).float().mean())
+
+    assert 0.4 < rare_share(TrainingConfig(class_balance=ClassBalance.SAMPLING)) < 0.6
+    assert rare_share(TrainingConfig()) == pytest.approx(0.1)
+    # Validation rows are never resampled.
+    val = rows_loader(rows, TrainingConfig(class_balance=ClassBalance.SAMPLING), train=False)
+    assert torch.equal(torch.cat([t for _, t in val]), targets)

@@ -209,10 +209,17 @@ def balanced_sampler(
 ) -> WeightedRandomSampler:
     """Draws as many images as there are, with replacement, each class equally likely."""
     targets = torch.tensor([sample.target for sample in samples], dtype=torch.long)
+    return balanced_target_sampler(targets, generator)
+
+
+def balanced_target_sampler(
+    targets: torch.Tensor, generator: torch.Generator
+) -> WeightedRandomSampler:
+    """The balanced sampler over rows whose class indices are ``targets``."""
     counts = torch.bincount(targets).float()
     weights = (1.0 / counts.clamp(min=1))[targets]
     return WeightedRandomSampler(
-        weights.tolist(), len(samples), replacement=True, generator=generator
+        weights.tolist(), len(targets), replacement=True, generator=generator
     )
 
 

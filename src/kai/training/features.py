@@ -42,7 +42,8 @@ from kai.jobs.context import JobContext
 from kai.models.formats import architectures
 from kai.models.formats.frozen_heads import HEAD_NAME, write_head
 from kai.training import checkpoints, runs
-from kai.training.config import TrainingConfig
+from kai.training.config import ClassBalance, TrainingConfig
+from kai.training.data import balanced_target_sampler
 from kai.training.devices import CPU_PLAN, DevicePlan
 from kai.training.loop import EarlyStopper
 from kai.training.runs import EPOCHS_END, Plan, RunState
@@ -186,7 +187,7 @@ def create_head_state(
     """The run state of a linear head over the cached rows."""
     head = nn.Linear(rows.width, len(plan.samples.classes))
     loaders = {
-        name: _rows_loader(tensors, config, shuffle=name == "train")
+        name: rows_loader(tensors, config, train=name == "train")
         for name, tensors in rows.splits.items()
     }
     optimizer = create_optimizer(head, config, [])
@@ -207,12 +208,16 @@ def create_head_state(
     return state
 
 
-def _rows_loader(
-    tensors: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig, *, shuffle: bool
+def rows_loader(
+    tensors: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig, *, train: bool
 ) -> DataLoader[tuple[torch.Tensor, ...]]:
+    """Batches of cached rows; training rows shuffled, or drawn class-balanced on request."""
     generator = torch.Generator().manual_seed(config.seed)
     dataset = TensorDataset(*tensors)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator)
+    if train and config.class_balance is ClassBalance.SAMPLING:
+        sampler = balanced_target_sampler(tensors[1], generator)
+        return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=train, generator=generator)
 
 
 def attach_head(plan: Plan, weights: BaseWeights, head: nn.Module) -> nn.Module:
