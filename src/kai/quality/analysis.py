@@ -249,6 +249,7 @@ def _thresholds(thresholds: Thresholds) -> dict[str, float]:
         "minSidePx": thresholds.min_side_px,
         "maxAspectRatio": thresholds.max_aspect_ratio,
         "blurLaplacianVariance": thresholds.blur_laplacian_var,
+        "blurReblurMin": thresholds.blur_reblur_min,
         "darkBrightness": thresholds.dark_brightness,
         "brightBrightness": thresholds.bright_brightness,
         "lowContrastStd": thresholds.low_contrast_std,

@@ -32,6 +32,8 @@ class Thresholds:
         max_aspect_ratio: Longer over shorter side above this is odd.
         blur_laplacian_var: Variance of the Laplacian below this is blurry.
         blur_class_fraction: Also blurry below this share of the class's median.
+        blur_reblur_min: ...but only when a re-blur leaves at least this share of the
+            edge variation (an image already blurred has little left to lose).
         dark_brightness: Mean grey level below this is too dark.
         bright_brightness: Mean grey level above this is too bright.
         low_contrast_std: Grey standard deviation below this is low contrast.
@@ -59,6 +61,7 @@ class Thresholds:
     max_aspect_ratio: float = 4.0
     blur_laplacian_var: float = 0.01
     blur_class_fraction: float = 0.1
+    blur_reblur_min: float = 0.55
     dark_brightness: float = 0.12
     bright_brightness: float = 0.92
     low_contrast_std: float = 0.04

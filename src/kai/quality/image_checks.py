@@ -2,7 +2,9 @@
 
 Each check compares one statistic with its threshold and, for blur, with
 the sample's class as well, since a class of smooth porcelain is far less
-textured than one of gravel.
+textured than one of gravel. Blur is confirmed by re-blurring: an image
+that is sharp but plainer than its class (often one with the wrong label)
+loses most of its edges to a re-blur, a blurred one keeps them.
 """
 
 from __future__ import annotations
@@ -61,11 +63,13 @@ def _pixel_issues(
     blur_limit = thresholds.blur_laplacian_var
     if class_median is not None:
         blur_limit = max(blur_limit, thresholds.blur_class_fraction * class_median)
-    if stats.laplacian_var < blur_limit:
+    if stats.laplacian_var < blur_limit and stats.reblur_retained >= thresholds.blur_reblur_min:
         evidence = {
             "laplacianVariance": _round(stats.laplacian_var),
             "threshold": _round(blur_limit),
             "classMedian": None if class_median is None else _round(class_median),
+            "reblurRetained": _round(stats.reblur_retained),
+            "reblurMin": thresholds.blur_reblur_min,
         }
         yield _finding(sample, IssueType.BLURRY, IssueSeverity.MEDIUM, evidence)
     if stats.brightness < thresholds.dark_brightness:
