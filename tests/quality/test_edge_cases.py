@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFilter
 from quality_factories import TINTS, encode, texture
 
 from kai.db.tables import IssueType, Split
 from kai.quality import analyse_samples
+from kai.quality.findings import Thresholds
 from kai.quality.hashes import compute_phash, find_close_pairs, hamming
-from kai.quality.images import decode_rgb
+from kai.quality.images import decode_rgb, reblur_retained
 from kai.quality.samples import SampleRecord
 from kai.storage.blobs import LocalBlobStore
 
@@ -43,8 +46,6 @@ def test_a_missing_or_corrupt_copy_is_unreadable_not_a_crash(blobs: LocalBlobSto
 
 
 def test_flat_images_of_different_colours_are_not_near_duplicates(blobs: LocalBlobStore) -> None:
-    from PIL import Image
-
     red = blobs.put_bytes(encode(Image.new("RGB", (32, 32), (200, 30, 30))))
     blue = blobs.put_bytes(encode(Image.new("RGB", (32, 32), (30, 30, 200))))
     analysis = analyse_samples([record("r", red), record("b", blue)], blobs)
@@ -66,3 +67,50 @@ def test_close_pairs_come_from_the_band_index() -> None:
     assert set(find_close_pairs(hashes, max_distance=3)) == {(0, 1), (0, 2)}
     with pytest.raises(ValueError, match="max_distance"):
         list(find_close_pairs(hashes, max_distance=8))
+
+
+def _grain(seed: int, size_px: int = 96) -> Image.Image:
+    """Coarse gravel-like grain: every pixel differs from its neighbours."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((size_px, size_px, 3)) * 255).astype(np.uint8))
+
+
+def _tiles(seed: int, size_px: int = 96) -> Image.Image:
+    """Sharp-edged flat tiles: far plainer than grain, yet not blurred at all."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (size_px, size_px), (180, 170, 160))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = (int(v) for v in rng.integers(0, size_px - 20, 2))
+        draw.rectangle((x, y, x + 20, y + 20), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return image
+
+
+def test_a_sharp_image_plainer_than_its_class_is_not_blurry_and_a_blurred_one_is(
+    blobs: LocalBlobStore,
+) -> None:
+    images = {f"grain{i}": _grain(i) for i in range(8)}
+    images["tiles"] = _tiles(1)  # a tile photo filed under gravel by mistake
+    images["smeared"] = _grain(99).filter(ImageFilter.GaussianBlur(3))
+    records = [
+        SampleRecord(uid, "gravel", Split.TRAIN, None, sha, sha, 96, 96)
+        for uid, sha in ((uid, blobs.put_bytes(encode(image))) for uid, image in images.items())
+    ]
+
+    analysis = analyse_samples(records, blobs)
+
+    blurry = {
+        f.sample_uid: f.evidence for f in analysis.findings if f.issue_type is IssueType.BLURRY
+    }
+    assert set(blurry) == {"smeared"}
+    assert blurry["smeared"]["reblurRetained"] >= blurry["smeared"]["reblurMin"]
+
+
+def test_re_blurring_tells_blur_from_plain_content() -> None:
+    def retained(image: Image.Image) -> float:
+        return reblur_retained(decode_rgb(encode(image)).mean(axis=2))
+
+    assert retained(_tiles(2)) < 0.3
+    assert retained(_grain(3)) < 0.3
+    assert retained(_grain(3).filter(ImageFilter.GaussianBlur(3))) > Thresholds().blur_reblur_min
+    assert retained(Image.new("L", (64, 64), 90)) == 1.0
