@@ -46,8 +46,11 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     ctx.config = job_config.model_dump(mode="json")
     training = job_config.training
     if training.feature_extraction:
-        if obstacle is not None and not requested.training.feature_extraction:
-            ctx.log(f"Full fine-tuning is not possible: {obstacle}; a new head trains instead")
+        if obstacle is not None:
+            ctx.log(
+                f"Full fine-tuning is not possible: {obstacle}; a new head trains over the "
+                "graph's frozen features instead"
+            )
         from kai.training.features import run_feature_extraction
 
         return run_feature_extraction(ctx)
