@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import optuna
 import pytest
 import torch
 from onnx import helper, numpy_helper
@@ -30,6 +31,8 @@ from kai.jobs.environment import JobEnvironment
 from kai.models import PredictorCache, list_artifacts, load_request_for
 from kai.models.formats import FeatureExtractor
 from kai.storage.blobs import LocalBlobStore
+from kai.training import SearchConfig
+from kai.training.search import create_storage
 from models.model_factories import SIZE_PX, save_onnx
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -210,6 +213,34 @@ def test_a_converted_graph_cross_validates_and_its_result_trains_again(
     again, facts, requests, _ = train(database, env, model_id, dataset_id, epochs=1)
     assert again.config["training"]["feature_extraction"] is False
     assert facts["format"] == "onnx" and requests[0].format_name == "onnx"
+
+
+def test_a_converted_graph_searches_over_its_own_layer_groups(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+    dataset_id: int,
+) -> None:
+    model_id, _ = import_graph(settings, database, blobs, cnn_onnx(tmp_path / "m.onnx"))
+    with database.session() as session:
+        version = session.query(ModelVersion).filter_by(model_id=model_id).one()
+        groups = [group["name"] for group in version.layer_groups]
+    assert groups == ["stem", "stage1", "head"]
+
+    search = SearchConfig(trials=2, startup_trials=2, tune_augmentation=False)
+    job, facts, _, _ = train(database, env, model_id, dataset_id, epochs=1, search=search)
+
+    assert facts["format"] == "onnx"
+    # The study offered every layer group the import found, not the head alone.
+    storage = create_storage(settings.resolved_database_url)
+    try:
+        study = optuna.load_study(study_name=(job.result or {})["search"]["study"], storage=storage)
+        ranges = {t.distributions["trainable_layers"].high for t in study.trials}  # type: ignore[attr-defined]
+    finally:
+        storage.engine.dispose()
+    assert ranges == {3}
 
 
 def test_a_graph_onnx2torch_cannot_convert_trains_a_head_and_says_why(

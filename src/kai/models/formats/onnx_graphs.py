@@ -6,6 +6,11 @@ so every one must be a plain relative path to a regular file inside the
 upload: absolute paths, ``..`` parts, links and missing files are refused
 before ONNX Runtime opens anything. A ZIP bundle is unpacked with the same
 checks as a dataset archive.
+
+Inspection also tries the graph as a PyTorch network
+(:mod:`kai.models.formats.onnx_networks`) and records the verdict as
+``torchConversion`` in its details, with the network's layer groups when it
+converts, so a training request is judged without opening the graph again.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from kai.models.formats.base import (
     ImportOptions,
     InputSpec,
     Inspection,
+    LayerGroup,
     ModelSpec,
     Predictor,
     Probabilities,
@@ -91,9 +97,11 @@ class OnnxFormat:
             graph_output=fetch.name,
             outputs_probabilities=looks_like_probabilities(values),
         )
+        conversion, groups = _inspect_conversion(model_path, spec)
         return Inspection(
             spec=spec,
             parameter_count=_parameter_count(graph),
+            layer_groups=groups,
             notes=notes,
             safety_checks=[
                 "external data only inside the upload: no absolute paths, '..' or links",
@@ -102,7 +110,7 @@ class OnnxFormat:
             details=_graph_details(graph, session)
             | {
                 "featureTensor": _feature_tensor(graph, spec),
-                "torchConversion": _conversion_verdict(model_path, spec),
+                "torchConversion": conversion,
             },
         )
 
@@ -164,11 +172,11 @@ def _features_session(path: Path, output: str | None) -> tuple[onnxruntime.Infer
     return open_session(copy), feature
 
 
-def _conversion_verdict(path: Path, spec: ModelSpec) -> dict[str, Any]:
+def _inspect_conversion(path: Path, spec: ModelSpec) -> tuple[dict[str, Any], list[LayerGroup]]:
     # PyTorch loads only where a graph is inspected or trained, never to predict.
-    from kai.models.formats.onnx_networks import conversion_verdict
+    from kai.models.formats.onnx_networks import inspect_conversion
 
-    return conversion_verdict(path, spec)
+    return inspect_conversion(path, spec)
 
 
 def _feature_tensor(graph: onnx.ModelProto, spec: ModelSpec) -> str | None:

@@ -102,14 +102,15 @@ def convert_graph(path: Path, spec: ModelSpec) -> GraphClassifier:
     return network
 
 
-def conversion_verdict(path: Path, spec: ModelSpec) -> dict[str, Any]:
-    """Whether the graph converts, as an import records it: ``{convertible, reason}``."""
+def inspect_conversion(path: Path, spec: ModelSpec) -> tuple[dict[str, Any], list[LayerGroup]]:
+    """Whether the graph converts, as an import records it (``{convertible, reason}``), and
+    the converted network's layer groups (none when it does not convert)."""
     try:
-        convert_graph(path, spec)
+        network = convert_graph(path, spec)
     except GraphNotConvertible as exc:
         logger.info("ONNX graph does not convert to PyTorch: %s", exc.message)
-        return {"convertible": False, "reason": exc.message}
-    return {"convertible": True, "reason": None}
+        return {"convertible": False, "reason": exc.message}, []
+    return {"convertible": True, "reason": None}, network.layer_groups()
 
 
 def reset_weights(network: nn.Module) -> None:
