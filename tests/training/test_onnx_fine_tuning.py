@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 from sqlalchemy.orm.attributes import flag_modified
 from torch import nn
 from training_factories import (
+    context,
     dataset_zip,
     events,
     import_dataset,
@@ -27,11 +28,13 @@ from kai.config import Settings
 from kai.db.engine import Database
 from kai.db.tables import JobState, ModelVersion
 from kai.errors import InvalidInput
+from kai.evaluation import start_evaluation
 from kai.jobs.environment import JobEnvironment
 from kai.models import PredictorCache, list_artifacts, load_request_for
 from kai.models.formats import FeatureExtractor
 from kai.storage.blobs import LocalBlobStore
 from kai.training import SearchConfig
+from kai.training.jobs import run_training_job
 from kai.training.search import create_storage
 from models.model_factories import SIZE_PX, save_onnx
 
@@ -172,6 +175,15 @@ def test_a_convertible_onnx_graph_is_fine_tuned_whole_and_stored_as_onnx(
     assert parent_features.shape == trained_features.shape == (2, 16)
     assert not np.allclose(parent_features, trained_features, atol=1e-4)
 
+    # An evaluation on demand runs the stored graph in ONNX Runtime.
+    with database.session() as session:
+        evaluation_job = start_evaluation(session, model_id, dataset_id=dataset_id).job.id
+    run_all(env)
+    evaluated = read_job(database, evaluation_job)
+    assert evaluated.state is JobState.SUCCEEDED, evaluated.error
+    assert evaluated.config["version_id"] == (job.result or {})["modelVersionId"]
+    assert 0.0 <= (evaluated.result or {})["accuracy"] <= 1.0
+
 
 def test_a_frozen_base_of_a_converted_graph_keeps_its_features(
     tmp_path: Path,
@@ -286,3 +298,49 @@ def test_a_graph_without_a_verdict_falls_back_when_it_does_not_convert_in_the_jo
     assert facts["format"] == "kai_head"
     assert any("Full fine-tuning is not possible" in line and "Shrink" in line for line in logs)
     assert job.result is not None and "featureExtraction" in job.result
+
+
+class Killed(Exception):
+    """Stands in for a worker that died mid-run."""
+
+
+def test_a_converted_graph_resumes_from_its_checkpoint_and_unfreezes_by_group(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    dataset_id: int,
+) -> None:
+    model_id, _ = import_graph(settings, database, blobs, cnn_onnx(tmp_path / "m.onnx"))
+    job_id = queue_training(
+        database,
+        model_id,
+        dataset_id,
+        epochs=3,
+        freeze_base_model=True,
+        trainable_layers_count=1,
+        unfreeze_every_epochs=1,
+    )
+    first = context(settings, database, blobs, job_id)
+    emit = first.emit
+
+    def emit_then_die(event_type: str, payload: dict[str, Any]) -> int:
+        seq = emit(event_type, payload)
+        if event_type == "metrics" and payload["epoch"] == 2:
+            raise Killed
+        return seq
+
+    first.emit = emit_then_die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        run_training_job(first)
+    results = run_training_job(context(settings, database, blobs, job_id, attempt=2))
+
+    assert [e.payload["epoch"] for e in events(database, job_id, "metrics")] == [1, 2, 3]
+    logs = [e.payload["message"] for e in events(database, job_id, "log")]
+    assert "Resumed from the checkpoint after epoch 2" in logs
+    assert any(line.startswith("Epoch 2: unfroze stage1") for line in logs), logs
+    # Resumed in epoch 3, every group of the converted network trains.
+    assert any("the last 3 layer group(s) train, 1426 parameters" in line for line in logs)
+    with database.session() as session:
+        version = session.get(ModelVersion, results["modelVersionId"])
+        assert version is not None and version.format == "onnx"
