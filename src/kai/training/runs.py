@@ -36,7 +36,7 @@ from kai.evaluation import Evaluation, headline, record_model_evaluation
 from kai.evaluation import evaluate as evaluate_predictions
 from kai.jobs.context import JobContext
 from kai.jobs.events import list_events
-from kai.models.formats import LayerGroup, ModelSpec, architectures
+from kai.models.formats import InputSpec, LayerGroup, ModelSpec, architectures
 from kai.models.formats.onnx_graphs import MODEL_NAME as GRAPH_FILE_NAME
 from kai.models.formats.onnx_networks import GraphClassifier, export_network
 from kai.training import checkpoints
@@ -669,15 +669,14 @@ def write_results(
     findings = diagnose(state.history)
     input_spec = _input_spec(plan, config)
     if head is not None:
-        weights, stored = head, StoredNetwork(head)
+        stored = StoredNetwork(head)
     else:
         stored = _store_network(ctx, plan, state.network, input_spec)
-        weights = stored.file
     trained = models.TrainedVersion(
         parent_id=plan.model_version_id,
         job_id=ctx.job_id,
         dataset_version_id=plan.dataset_version_id,
-        weights=weights,
+        weights=stored.file,
         class_names=plan.samples.classes,
         input_spec=input_spec,
         layer_groups=resolve_layer_groups(state.network, []),
@@ -729,7 +728,7 @@ def _best_metrics(state: RunState) -> dict[str, Any]:
     return dict(state.history[-1]["metrics"])
 
 
-def _input_spec(plan: Plan, config: TrainingConfig) -> Any:
+def _input_spec(plan: Plan, config: TrainingConfig) -> InputSpec:
     if config.image_size_px is None:
         return plan.spec.input
     size = (config.image_size_px, config.image_size_px)
@@ -746,7 +745,7 @@ class StoredNetwork:
 
 
 def _store_network(
-    ctx: JobContext, plan: Plan, network: nn.Module, input_spec: Any
+    ctx: JobContext, plan: Plan, network: nn.Module, input_spec: InputSpec
 ) -> StoredNetwork:
     if isinstance(network, GraphClassifier):
         return _store_graph(ctx, plan, network, input_spec)
@@ -754,7 +753,7 @@ def _store_network(
 
 
 def _store_graph(
-    ctx: JobContext, plan: Plan, network: GraphClassifier, input_spec: Any
+    ctx: JobContext, plan: Plan, network: GraphClassifier, input_spec: InputSpec
 ) -> StoredNetwork:
     """The fine-tuned network exported as an ONNX graph, which the ONNX format loads."""
     spec = plan.spec.model_copy(update={"input": input_spec})

@@ -146,7 +146,8 @@ def export_network(
         size_px: Height and width of the exported input; the batch stays dynamic.
 
     Raises:
-        GraphNotConvertible: The export fails, or ONNX Runtime's probabilities differ.
+        InvalidInput: The export fails, or ONNX Runtime's probabilities differ. Not
+            :class:`GraphNotConvertible`: the network trained, so nothing falls back.
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MODEL_NAME
@@ -167,10 +168,13 @@ def export_network(
                 opset_version=EXPORT_OPSET,
             )
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise GraphNotConvertible(f"The trained network does not export to ONNX: {exc}") from exc
+        raise InvalidInput(f"The trained network does not export to ONNX: {exc}") from exc
     names = {"graph_input": INPUT_NAME, "graph_output": OUTPUT_NAME}
     exported = spec.model_copy(update=names | {"outputs_probabilities": False})
-    _check_parity(network, path, exported)
+    try:
+        _check_parity(network, path, exported)
+    except GraphNotConvertible as exc:
+        raise InvalidInput(f"The trained network's ONNX export is wrong: {exc.message}") from exc
     head, _ = find_head(read_graph(path), OUTPUT_NAME)
     return ExportedGraph(path, str(head.input[0]))
 
