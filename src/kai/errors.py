@@ -14,7 +14,8 @@ and the CLI prints their messages. Every class carries a stable ``code``.
     │   ├── DownloadFailed        the server was unreachable or did not deliver the file
     │   ├── UnsafeModelFile       a model file could run code or fails its checksum
     │   │   └── CorruptModelFile  a model file is damaged or in no format Kai reads
-    │   └── TrainingDiverged      a training run's loss stopped being finite
+    │   ├── TrainingDiverged      a training run's loss stopped being finite
+    │   └── GraphNotConvertible   an ONNX graph does not convert to a PyTorch network
     ├── TooLarge                  an upload or entry is over a configured limit
     ├── NotFound                  the named resource does not exist
     ├── Conflict                  the resource's state forbids the change
@@ -108,6 +109,12 @@ class TrainingDiverged(InvalidInput):
     """A training run's loss became NaN or infinite: the settings make it diverge."""
 
     code = "training_diverged"
+
+
+class GraphNotConvertible(InvalidInput):
+    """An ONNX graph has no faithful PyTorch conversion, so it cannot be fine-tuned whole."""
+
+    code = "graph_not_convertible"
 
 
 class TooLarge(KaiError):

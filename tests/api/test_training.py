@@ -19,13 +19,24 @@ pytestmark = pytest.mark.db
 
 START = "/api/admin/training/start"
 CLASSES = {"ceramic": 4, "stone": 4, "wood": 4}
+# What an ONNX import records when onnx2torch cannot convert the graph.
+NOT_CONVERTIBLE = {
+    "featureTensor": "flat",
+    "torchConversion": {"convertible": False, "reason": "no converter for Shrink"},
+}
 
 
-def add_model(runtime: Runtime, model_format: str) -> int:
-    """A model with one version row in ``model_format``; only its records, no weights."""
+def add_model(runtime: Runtime, model_format: str, details: dict[str, Any] | None = None) -> int:
+    """A model with one version row in ``model_format``; only its records, no weights.
+
+    An ONNX version gets :data:`NOT_CONVERTIBLE` as its details unless others are given.
+    """
     spec = ModelSpec(format=model_format, architecture="test_efficientnet", num_classes=3)
+    if details is None:
+        details = NOT_CONVERTIBLE if model_format == "onnx" else {}
+    inspection = Inspection(spec=spec, details=details)
     weights = StoredFile("weights", "weights.safetensors", "0" * 64, 1)
-    new = NewVersion("pytorch", Inspection(spec=spec), [weights], "0" * 64, 1, {}, {})
+    new = NewVersion("pytorch", inspection, [weights], "0" * 64, 1, {}, {})
     with runtime.db.session() as session:
         model = Model(name="tiny", status=ModelStatus.IMPORTING)
         session.add(model)
@@ -97,7 +108,7 @@ def test_the_old_spelling_of_the_transfer_flag_is_accepted(
             "not both",
         ),
         ("pytorch_state_dict", {"crossValidationFolds": 5}, "class 'ceramic' has images (4)"),
-        ("onnx", {"enableHyperparameterTuning": True}, "trains only by feature extraction"),
+        ("onnx", {"enableHyperparameterTuning": True}, "Shrink): it trains only by feature"),
         ("keras", {"useTransferLearning": False}, "cannot be combined with training from scratch"),
         ("torchscript", {}, "'torchscript', which Kai cannot train: a TorchScript"),
         ("transformers", {}, "training transformers models is not built yet"),
@@ -133,6 +144,20 @@ def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
     assert response.status_code == 202, response.text
     read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
     assert read.json()["config"]["training"]["feature_extraction"] is True
+
+
+def test_an_onnx_graph_that_converts_is_fine_tuned_whole_and_may_be_searched(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    details = {"featureTensor": "flat", "torchConversion": {"convertible": True, "reason": None}}
+    model_id = add_model(runtime, "onnx", details)
+    body = request(model_id, dataset_id, enableHyperparameterTuning=True)
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    training = read.json()["config"]["training"]
+    assert training["feature_extraction"] is False
+    assert training["search"] is not None
 
 
 def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(

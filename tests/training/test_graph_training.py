@@ -1,8 +1,13 @@
-"""ONNX, TFLite and Keras models train by feature extraction into a head over their features."""
+"""TFLite and Keras models train by feature extraction into a head over their features.
+
+So does an ONNX graph when asked to (or when it does not convert to PyTorch: see
+test_onnx_fine_tuning.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -62,10 +67,11 @@ def train_graph(
     env: JobEnvironment,
     model_file: Path,
     dataset_id: int,
+    **changes: Any,
 ) -> tuple[dict[str, object], ModelVersion]:
-    """Import ``model_file``, train it without asking for a mode, return the results and version."""
+    """Import ``model_file``, train it with ``changes``, return the results and version."""
     model_id = import_model(settings, database, blobs, model_file, architecture=None)
-    job_id = queue_training(database, model_id, dataset_id, epochs=40, learning_rate=0.2)
+    job_id = queue_training(database, model_id, dataset_id, epochs=40, learning_rate=0.2, **changes)
     assert read_job(database, job_id).config["training"]["feature_extraction"] is True
     run_all(env)
     job = read_job(database, job_id)
@@ -92,7 +98,7 @@ def predict_colours(
     return {p.name: p.top[0].label for p in predictions}
 
 
-def test_an_onnx_graph_trains_a_head_that_predicts_and_shares_quality_embeddings(
+def test_an_onnx_graph_asked_for_feature_extraction_trains_a_head_that_shares_embeddings(
     tmp_path: Path,
     settings: Settings,
     database: Database,
@@ -102,8 +108,9 @@ def test_an_onnx_graph_trains_a_head_that_predicts_and_shares_quality_embeddings
     dataset_id = import_dataset(
         settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
     )
+    graph = onnx_file(tmp_path / "m.onnx", 5)
     results, version = train_graph(
-        settings, database, blobs, env, onnx_file(tmp_path / "m.onnx", 5), dataset_id
+        settings, database, blobs, env, graph, dataset_id, feature_extraction=True
     )
 
     assert version.format == "kai_head"

@@ -79,7 +79,8 @@ def train(
         bool,
         typer.Option(
             help="Train only a head on cached embeddings of the frozen backbone "
-            "(ONNX, Keras and TFLite models always train this way)"
+            "(Keras and TFLite models, and ONNX graphs that do not convert to PyTorch, "
+            "always train this way)"
         ),
     ] = False,
     search_trials: Annotated[

@@ -33,8 +33,13 @@ logger = logging.getLogger(__name__)
 SANDBOX_MEMORY_BYTES = 6 * 1024**3
 SANDBOX_TIMEOUT_SECONDS = 600.0
 _HASH_CHUNK_BYTES = 1024 * 1024
-# Frameworks whose runtime is imported before the memory cap; Keras runs on PyTorch.
-_PRELOADS: dict[str, tuple[str, ...]] = {"pytorch": ("torch",), "keras": ("torch",)}
+# Frameworks whose runtime is imported before the memory cap; Keras runs on PyTorch, and an
+# ONNX graph is tried as a PyTorch network to tell whether it can be fine-tuned whole.
+_PRELOADS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("torch",),
+    "keras": ("torch",),
+    "onnx": ("torch",),
+}
 
 
 @dataclass(frozen=True)

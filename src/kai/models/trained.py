@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 BASE_ROLE = "base"
 HEAD_FRAMEWORK = "kai"
+WEIGHTS_CHECK = "written by Kai's training job as safetensors: tensors only, no code"
+GRAPH_CHECK = (
+    "written by Kai's training job as an ONNX graph exported from the fine-tuned network, "
+    "checked against it in ONNX Runtime"
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class TrainedVersion:
         metrics: The final metrics, as JSON.
         head_over_parent: ``weights`` is a head file that runs over the parent's
             features (see :mod:`kai.models.formats.frozen_heads`).
+        details: Format-specific facts for the inspection, as an import records them.
+        safety_checks: The checks the weights file passed, for its safety verdict.
     """
 
     parent_id: int
@@ -65,6 +72,8 @@ class TrainedVersion:
     config: Mapping[str, Any]
     metrics: Mapping[str, Any]
     head_over_parent: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
+    safety_checks: Sequence[str] = (WEIGHTS_CHECK,)
 
 
 def create_trained_version(session: Session, trained: TrainedVersion) -> ModelVersion:
@@ -107,7 +116,11 @@ def _new_version(
         parameter_count=trained.parameter_count,
         layer_groups=list(trained.layer_groups),
         notes=[f"Trained by job {trained.job_id} from model version {parent.number}"],
-        details={"trainingConfig": dict(trained.config), "finalMetrics": dict(trained.metrics)},
+        details={
+            **trained.details,
+            "trainingConfig": dict(trained.config),
+            "finalMetrics": dict(trained.metrics),
+        },
     )
     provenance = {
         "kind": "trained",
@@ -115,7 +128,7 @@ def _new_version(
         "fromVersionId": parent.id,
         "datasetVersionId": trained.dataset_version_id,
     }
-    checks = ["written by Kai's training job as safetensors: tensors only, no code"]
+    checks = list(trained.safety_checks)
     if over_parent:
         checks.append(f"base files are model version {parent.number}'s, checked when it came in")
     safety = {"verdict": "passed", "checks": checks}

@@ -10,10 +10,12 @@ epochs go through the same loop, metrics, checkpoints and early stopping as
 full training; at the end the trained head is put back on the backbone, so
 the new model version is a whole network that predicts from images.
 
-A graph model (ONNX, Keras, TFLite) embeds through its predictor's
-``extract_features``, loaded as predictions load it; its graph takes no new
-head, so the new version is a ``kai_head``: the trained head beside the
-parent's unchanged files, predicting through the parent's features.
+A graph model that cannot be fine-tuned whole (Keras, TFLite, an ONNX graph
+that does not convert to PyTorch, or one asked to train this way) embeds
+through its predictor's ``extract_features``, loaded as predictions load
+it; its graph takes no new head, so the new version is a ``kai_head``: the
+trained head beside the parent's unchanged files, predicting through the
+parent's features.
 
 Augmentation does not apply (each image is embedded once, fitted whole to
 the backbone's square input).

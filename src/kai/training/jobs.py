@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kai.errors import GraphNotConvertible
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
-from kai.training.config import TrainingJobConfig
-from kai.training.starts import TRAIN_JOB, resolve_training_mode
+from kai.models import resolve_version as resolve_model_version
+from kai.training.config import TrainingConfig, TrainingJobConfig
+from kai.training.starts import (
+    TRAIN_JOB,
+    adapt_to_model,
+    fine_tuning_obstacle,
+    refuse_feature_only,
+)
 
 
 def register_job_handlers(registry: JobRegistry) -> None:
@@ -26,14 +33,34 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     A config with a search runs the hyperparameter search, one with folds runs
     cross-validation, one with feature extraction trains a head on cached
     embeddings, any other one runs plain training, with DistributedDataParallel
-    when there are several devices. A graph model trains by feature extraction
-    even when the job was queued before its import ended, so before its format
-    was known.
+    when there are several devices. A graph model that cannot be fine-tuned
+    whole trains by feature extraction even when the job was queued before its
+    import ended, so before its format was known; so does an ONNX graph whose
+    conversion to PyTorch fails in this process, when nothing else was asked of it.
     """
+    requested = TrainingJobConfig.model_validate(ctx.config)
     with ctx.db.session() as session:
-        job_config = resolve_training_mode(session, TrainingJobConfig.model_validate(ctx.config))
+        version = resolve_model_version(session, requested.model_id, requested.model_version)
+        job_config = adapt_to_model(version, requested)
+        obstacle = fine_tuning_obstacle(version)
     ctx.config = job_config.model_dump(mode="json")
     training = job_config.training
+    if training.feature_extraction:
+        if obstacle is not None:
+            ctx.log(
+                f"Full fine-tuning is not possible: {obstacle}; a new head trains over the "
+                "graph's frozen features instead"
+            )
+        from kai.training.features import run_feature_extraction
+
+        return run_feature_extraction(ctx)
+    try:
+        return _run_whole(ctx, training)
+    except GraphNotConvertible as exc:
+        return _fall_back_to_features(ctx, job_config, exc)
+
+
+def _run_whole(ctx: JobContext, training: TrainingConfig) -> dict[str, Any]:
     # PyTorch and Optuna load with these modules, only in job processes.
     if training.search is not None:
         from kai.training.search import run_search
@@ -43,10 +70,6 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         from kai.training.folds import run_cross_validation
 
         return run_cross_validation(ctx)
-    if training.feature_extraction:
-        from kai.training.features import run_feature_extraction
-
-        return run_feature_extraction(ctx)
     from kai.training.distributed import run_distributed_training, world_size_for
     from kai.training.runs import run_training
 
@@ -54,6 +77,30 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     if world_size > 1:
         return run_distributed_training(ctx, world_size)
     return run_training(ctx)
+
+
+def _fall_back_to_features(
+    ctx: JobContext, job_config: TrainingJobConfig, error: GraphNotConvertible
+) -> dict[str, Any]:
+    """Train a head over the graph's features after its conversion failed here.
+
+    Raises:
+        InvalidInput: The job asked for what feature extraction cannot do.
+    """
+    obstacle = f"its graph does not convert to PyTorch: {error.message}"
+    with ctx.db.session() as session:
+        version = resolve_model_version(session, job_config.model_id, job_config.model_version)
+        refuse_feature_only(version, job_config.training, obstacle)
+    ctx.log(
+        f"Full fine-tuning is not possible: {obstacle}; a new head trains over the graph's "
+        "frozen features instead",
+        level="warning",
+    )
+    training = job_config.training.model_copy(update={"feature_extraction": True})
+    ctx.config = job_config.model_copy(update={"training": training}).model_dump(mode="json")
+    from kai.training.features import run_feature_extraction
+
+    return run_feature_extraction(ctx)
 
 
 def fail_training_job(ctx: JobContext, reason: str) -> None:

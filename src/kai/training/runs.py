@@ -36,7 +36,9 @@ from kai.evaluation import Evaluation, headline, record_model_evaluation
 from kai.evaluation import evaluate as evaluate_predictions
 from kai.jobs.context import JobContext
 from kai.jobs.events import list_events
-from kai.models.formats import LayerGroup, ModelSpec, architectures
+from kai.models.formats import InputSpec, LayerGroup, ModelSpec, architectures
+from kai.models.formats.onnx_graphs import MODEL_NAME as GRAPH_FILE_NAME
+from kai.models.formats.onnx_networks import GraphClassifier, export_network
 from kai.training import checkpoints
 from kai.training.config import ClassBalance, MonitoredMetric, TrainingConfig, TrainingJobConfig
 from kai.training.data import BlobImageDataset, create_loader, create_transform
@@ -50,9 +52,15 @@ from kai.training.samples import (
     stratified_subset,
 )
 from kai.training.schedules import PlateauScale, create_schedule
-from kai.training.starts import TRAINABLE_FORMATS, check_dataset_version, check_model_version
+from kai.training.starts import (
+    CONVERTIBLE_FORMATS,
+    TRAINABLE_FORMATS,
+    check_dataset_version,
+    check_model_version,
+)
 from kai.training.transfer import (
     BaseWeights,
+    create_graph_network,
     create_network,
     create_optimizer,
     freeze_base,
@@ -86,6 +94,8 @@ class Plan:
         weights_sha256: The blob of its safetensors weights; None for a graph model.
         layer_groups: Its stored layer groups.
         samples: The samples by split.
+        graph_files: ``(name, blob address)`` of an ONNX version's files, converted
+            to a network to fine-tune; empty for other formats.
     """
 
     model_version_id: int
@@ -94,6 +104,7 @@ class Plan:
     weights_sha256: str | None
     layer_groups: list[LayerGroup]
     samples: SplitSamples
+    graph_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -190,6 +201,9 @@ def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -
             else None,
             layer_groups=[LayerGroup.model_validate(g) for g in model_version.layer_groups],
             samples=samples,
+            graph_files=models.load_request_for(session, model_version).artifacts
+            if model_version.format in CONVERTIBLE_FORMATS
+            else (),
         )
     _pin(folder, plan)
     _log_plan(ctx, plan)
@@ -252,8 +266,9 @@ def _weights_blob(session: Session, version: ModelVersion) -> str:
 def _log_plan(ctx: JobContext, plan: Plan) -> None:
     samples = plan.samples
     made = " (validation split made here, stratified)" if samples.val_made else ""
+    subject = plan.spec.architecture or f"the {plan.spec.format} graph"
     ctx.log(
-        f"Training {plan.spec.architecture} on {len(samples.classes)} classes: "
+        f"Training {subject} on {len(samples.classes)} classes: "
         f"{len(samples.train)} training and {len(samples.val)} validation images{made}"
     )
     if TrainingJobConfig.model_validate(ctx.config).training.quick_trial:
@@ -276,8 +291,7 @@ def create_run_state(
         shard: ``(rank, world size)`` when this process trains one share of the
             training split under DistributedDataParallel.
     """
-    weights = base_weights(ctx, plan) if config.use_transfer_learning else None
-    network, head_replaced = create_network(plan.spec, weights, class_names=plan.samples.classes)
+    network, head_replaced = create_base_network(ctx, plan, config, rank=shard[0] if shard else 0)
     if head_replaced:
         ctx.log(f"New head for {len(plan.samples.classes)} classes: {plan.samples.classes}")
     groups = resolve_layer_groups(network, plan.layer_groups)
@@ -297,6 +311,33 @@ def create_run_state(
         loss_fn=create_loss(plan, config, device),
         device=device,
         plateau=plateau,
+    )
+
+
+def create_base_network(
+    ctx: JobContext, plan: Plan, config: TrainingConfig, *, rank: int = 0
+) -> tuple[nn.Module, bool]:
+    """The version's network with a head for the dataset, and whether the head is new.
+
+    An ONNX version's graph is converted to a network here, in the job's process.
+
+    Raises:
+        GraphNotConvertible: The ONNX graph does not convert.
+    """
+    classes = plan.samples.classes
+    if not plan.graph_files:
+        weights = base_weights(ctx, plan) if config.use_transfer_learning else None
+        return create_network(plan.spec, weights, class_names=classes)
+    folder = ctx.work_dir / "graph" / str(rank)
+    cache = models.PredictorCache(ctx.blobs, folder, max_entries=1)
+    # Laying the files out through the cache checks each one against its address.
+    cache.get(
+        models.LoadRequest(plan.model_version_id, plan.spec.format, plan.spec, plan.graph_files)
+    )
+    path = folder / str(plan.model_version_id) / GRAPH_FILE_NAME
+    ctx.log(f"Converting the {plan.spec.format} graph to a PyTorch network to fine-tune it whole")
+    return create_graph_network(
+        plan.spec, path, class_names=classes, pretrained=config.use_transfer_learning
     )
 
 
@@ -626,19 +667,25 @@ def write_results(
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
     findings = diagnose(state.history)
-    weights = head or _store_weights(ctx, plan, state.network)
+    input_spec = _input_spec(plan, config)
+    if head is not None:
+        stored = StoredNetwork(head)
+    else:
+        stored = _store_network(ctx, plan, state.network, input_spec)
     trained = models.TrainedVersion(
         parent_id=plan.model_version_id,
         job_id=ctx.job_id,
         dataset_version_id=plan.dataset_version_id,
-        weights=weights,
+        weights=stored.file,
         class_names=plan.samples.classes,
-        input_spec=_input_spec(plan, config),
+        input_spec=input_spec,
         layer_groups=resolve_layer_groups(state.network, []),
         parameter_count=architectures.count_parameters(state.network),
         config=config.model_dump(mode="json"),
         metrics={"final": final, "best": best, "diagnosis": findings, **extra},
         head_over_parent=head is not None,
+        details=stored.details,
+        safety_checks=stored.safety_checks,
     )
     with ctx.db.session() as session:
         version = models.create_trained_version(session, trained)
@@ -681,11 +728,49 @@ def _best_metrics(state: RunState) -> dict[str, Any]:
     return dict(state.history[-1]["metrics"])
 
 
-def _input_spec(plan: Plan, config: TrainingConfig) -> Any:
+def _input_spec(plan: Plan, config: TrainingConfig) -> InputSpec:
     if config.image_size_px is None:
         return plan.spec.input
     size = (config.image_size_px, config.image_size_px)
     return plan.spec.input.model_copy(update={"size_px": size})
+
+
+@dataclass(frozen=True)
+class StoredNetwork:
+    """A trained network's file in the blob store, with what its version records about it."""
+
+    file: models.StoredFile
+    details: dict[str, Any] = field(default_factory=dict)
+    safety_checks: tuple[str, ...] = (models.WEIGHTS_CHECK,)
+
+
+def _store_network(
+    ctx: JobContext, plan: Plan, network: nn.Module, input_spec: InputSpec
+) -> StoredNetwork:
+    if isinstance(network, GraphClassifier):
+        return _store_graph(ctx, plan, network, input_spec)
+    return StoredNetwork(_store_weights(ctx, plan, network))
+
+
+def _store_graph(
+    ctx: JobContext, plan: Plan, network: GraphClassifier, input_spec: InputSpec
+) -> StoredNetwork:
+    """The fine-tuned network exported as an ONNX graph, which the ONNX format loads."""
+    spec = plan.spec.model_copy(update={"input": input_spec})
+    exported = export_network(
+        network, ctx.work_dir / "trained-graph", spec, size_px=input_spec.size_px
+    )
+    sha256 = ctx.blobs.put_file(exported.path)
+    size = exported.path.stat().st_size
+    details = {
+        "featureTensor": exported.feature_tensor,
+        "torchConversion": {"convertible": True, "reason": None},
+    }
+    return StoredNetwork(
+        models.StoredFile("weights", GRAPH_FILE_NAME, sha256, size),
+        details,
+        (models.GRAPH_CHECK,),
+    )
 
 
 def _store_weights(ctx: JobContext, plan: Plan, network: nn.Module) -> models.StoredFile:

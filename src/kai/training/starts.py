@@ -1,14 +1,19 @@
 """Starting a training job: judge the request before any job runs, then queue it.
 
-A PyTorch state dict trains any way; a graph model (ONNX, Keras, TFLite,
-or a head Kai trained over one) trains only by feature extraction, its
-frozen graph embedding the images, so a job on one has ``featureExtraction``
-turned on in its stored config. SavedModel and TorchScript graphs give no
-features and are refused.
+A PyTorch state dict trains any way. An ONNX graph that converts to PyTorch
+(its import tried the conversion and recorded the verdict in its inspection
+details as ``torchConversion``) trains the same ways: the job converts it
+again in its own process and fine-tunes the network under a new head. Other
+graph models (an ONNX graph that does not convert, Keras, TFLite, or a head
+Kai trained over one) train only by feature extraction, their frozen graph
+embedding the images, so a job on one has ``featureExtraction`` turned on in
+its stored config. SavedModel and TorchScript graphs give no features and
+are refused.
 
 What can be judged at once is: a format Kai cannot train yet, a dataset
 with fewer than two classes, a batch larger than the training split, more
-cross-validation folds than a class has images. A
+cross-validation folds than a class has images, search or cross-validation
+on a graph that trains only by feature extraction. A
 model or dataset whose import is still running cannot be judged yet: the
 job then depends on that import, waits for it, and fails with the import's
 reason if it fails; the job repeats the checks when it starts.
@@ -34,8 +39,11 @@ logger = logging.getLogger(__name__)
 
 TRAIN_JOB = "training.run"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
+# Graphs fine-tuned whole when they convert to PyTorch, by feature extraction otherwise.
+CONVERTIBLE_FORMATS = frozenset({"onnx"})
 # Their predictors give features but their graphs take no new head: a head trains over them.
-FEATURE_ONLY_FORMATS = frozenset({"onnx", "keras", "tflite", "kai_head"})
+FEATURE_ONLY_FORMATS = frozenset({"keras", "tflite", "kai_head"})
+GRAPH_FORMATS = CONVERTIBLE_FORMATS | FEATURE_ONLY_FORMATS
 # Why the formats that are neither trainable nor feature-only are refused.
 _REFUSALS = {
     "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
@@ -105,7 +113,7 @@ def check_model_version(version: ModelVersion) -> None:
             "to train a new head on; export the graph with its linear classifier last",
             details={"field": "modelId", "format": version.format},
         )
-    if version.format in TRAINABLE_FORMATS | FEATURE_ONLY_FORMATS:
+    if version.format in TRAINABLE_FORMATS | GRAPH_FORMATS:
         return
     reason = _REFUSALS.get(version.format, f"training {version.format} models is not built yet")
     raise InvalidInput(
@@ -115,6 +123,22 @@ def check_model_version(version: ModelVersion) -> None:
         "its architecture",
         details={"field": "modelId", "format": version.format},
     )
+
+
+def fine_tuning_obstacle(version: ModelVersion) -> str | None:
+    """Why the version cannot be fine-tuned whole, or None when it can (or may: see below).
+
+    An ONNX version imported before its import tried the conversion has no verdict;
+    its job tries the conversion and falls back to feature extraction if it fails.
+    """
+    if version.format in FEATURE_ONLY_FORMATS:
+        return f"a {version.format} graph takes no new head"
+    if version.format not in CONVERTIBLE_FORMATS:
+        return None
+    verdict = version.inspection.get("details", {}).get("torchConversion")
+    if not isinstance(verdict, dict) or verdict.get("convertible", True):
+        return None
+    return f"its graph does not convert to PyTorch: {verdict.get('reason') or 'no reason given'}"
 
 
 def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> TrainingJobConfig:
@@ -127,8 +151,25 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     """
     check_model_version(version)
     training = job_config.training
-    if version.format not in FEATURE_ONLY_FORMATS or training.feature_extraction:
+    obstacle = fine_tuning_obstacle(version)
+    if obstacle is None or training.feature_extraction:
         return job_config
+    refuse_feature_only(version, training, obstacle)
+    logger.info(
+        "Feature extraction for a graph model: %s",
+        obstacle,
+        extra={"format": version.format, "model_version_id": version.id},
+    )
+    training = training.model_copy(update={"feature_extraction": True})
+    return job_config.model_copy(update={"training": training})
+
+
+def refuse_feature_only(version: ModelVersion, training: TrainingConfig, obstacle: str) -> None:
+    """Refuse options feature extraction cannot honour on a version that trains no other way.
+
+    Raises:
+        InvalidInput: The config asks for search, cross-validation or no pretrained weights.
+    """
     asked = [
         name
         for name, on in (
@@ -143,14 +184,17 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     ]
     if asked:
         raise InvalidInput(
-            f"Model version {version.number} is a {version.format} graph: it trains only by "
-            f"feature extraction (a new head over its frozen features), which cannot be "
-            f"combined with {' or '.join(asked)}; leave that out to train it",
-            details={"field": "modelId", "format": version.format, "options": asked},
+            f"Model version {version.number} is a {version.format} graph that cannot be "
+            f"fine-tuned whole ({obstacle}): it trains only by feature extraction (a new "
+            f"head over its frozen features), which cannot be combined with "
+            f"{' or '.join(asked)}; leave that out to train it",
+            details={
+                "field": "modelId",
+                "format": version.format,
+                "options": asked,
+                "reason": obstacle,
+            },
         )
-    logger.info("Feature extraction for a graph model", extra={"format": version.format})
-    training = training.model_copy(update={"feature_extraction": True})
-    return job_config.model_copy(update={"training": training})
 
 
 def resolve_training_mode(session: Session, job_config: TrainingJobConfig) -> TrainingJobConfig:

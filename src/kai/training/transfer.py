@@ -1,7 +1,9 @@
 """Transfer learning: the network built from a model version, its new head, what trains.
 
 The architecture comes from timm or torchvision and the weights from the
-version's safetensors artifact through the safe loader. When the dataset's
+version's safetensors artifact through the safe loader; an ONNX version's
+graph is converted to a network instead (:mod:`kai.models.formats.onnx_networks`),
+its body's layers grouped in graph order. When the dataset's
 classes differ from the model's, the head is replaced by a fresh one sized
 to the dataset. Freezing works by the version's layer groups (stem, stages,
 head): with a frozen base only the last ``trainable_layers_count`` groups
@@ -24,6 +26,7 @@ from torch import nn
 
 from kai.errors import InvalidInput
 from kai.models.formats import LayerGroup, ModelSpec, architectures
+from kai.models.formats.onnx_networks import GraphClassifier, convert_graph, reset_weights
 from kai.security.model_files import load_torch_state_dict
 from kai.training.config import OptimizerName, TrainingConfig
 from kai.training.schedules import UNFREEZE_EPOCH
@@ -70,6 +73,34 @@ def create_network(
     return network, True
 
 
+def create_graph_network(
+    spec: ModelSpec,
+    path: Path,
+    *,
+    class_names: Sequence[str],
+    pretrained: bool = True,
+) -> tuple[nn.Module, bool]:
+    """An ONNX graph converted to a network with a head for ``class_names``, and whether the
+    head is new.
+
+    Args:
+        spec: The ONNX version's spec.
+        path: Its graph file, with any external data beside it.
+        class_names: The dataset's classes, in target order.
+        pretrained: Keep the graph's weights; False draws every layer's weights afresh.
+
+    Raises:
+        GraphNotConvertible: The graph does not convert faithfully.
+    """
+    network = convert_graph(path, spec)
+    if not pretrained:
+        reset_weights(network)
+    if list(class_names) == list(spec.class_names):
+        return network, False
+    replace_head(network, len(class_names))
+    return network, True
+
+
 def _load_strict(network: nn.Module, tensors: dict[str, torch.Tensor], name: str) -> None:
     try:
         network.load_state_dict(tensors, strict=True)
@@ -93,7 +124,13 @@ def replace_head(network: nn.Module, num_classes: int) -> None:
 
 
 def resolve_layer_groups(network: nn.Module, stored: Sequence[LayerGroup]) -> list[LayerGroup]:
-    """The version's layer groups, or the network's own when the version records none."""
+    """The version's layer groups, or the network's own when the version records none.
+
+    A converted graph's groups always come from the network: its module names are the
+    converter's, not those a stored version recorded.
+    """
+    if isinstance(network, GraphClassifier):
+        return network.layer_groups()
     if stored:
         return list(stored)
     return architectures.find_layer_groups(network, architectures.head_name(network))

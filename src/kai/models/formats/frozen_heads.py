@@ -1,11 +1,12 @@
 """Frozen heads: a linear head that Kai trained over the features of another version.
 
-A graph model (ONNX, Keras, TFLite) cannot take a new head inside its own
-file, so training by feature extraction keeps the base version's artifact
-files unchanged under ``base/`` (the same blobs, so nothing is copied in
-storage) and writes the trained head beside them as ``head.safetensors``:
-its ``weight`` ``(num_classes, D)`` and ``bias`` ``(num_classes,)``, with
-the base version's id, format and spec in the file's metadata. A
+A graph model (Keras, TFLite, an ONNX graph that does not convert to
+PyTorch) cannot take a new head inside its own file, so training by
+feature extraction keeps the base version's artifact files unchanged under
+``base/`` (the same blobs, so nothing is copied in storage) and writes the
+trained head beside them as ``head.safetensors``: its ``weight``
+``(num_classes, D)`` and ``bias`` ``(num_classes,)``, with the base
+version's id, format and spec in the file's metadata. A
 :class:`HeadPredictor` runs the base's ``extract_features`` and then the
 head. Only training writes these versions: an upload is never read as one.
 """

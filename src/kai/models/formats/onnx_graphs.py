@@ -6,6 +6,11 @@ so every one must be a plain relative path to a regular file inside the
 upload: absolute paths, ``..`` parts, links and missing files are refused
 before ONNX Runtime opens anything. A ZIP bundle is unpacked with the same
 checks as a dataset archive.
+
+Inspection also tries the graph as a PyTorch network
+(:mod:`kai.models.formats.onnx_networks`) and records the verdict as
+``torchConversion`` in its details, with the network's layer groups when it
+converts, so a training request is judged without opening the graph again.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from kai.models.formats.base import (
     ImportOptions,
     InputSpec,
     Inspection,
+    LayerGroup,
     ModelSpec,
     Predictor,
     Probabilities,
@@ -65,14 +71,14 @@ class OnnxFormat:
         """Unpack a bundle, parse the graph and check its external data locations."""
         del options
         model_path = model_file(path)
-        check_external_data(_read_graph(model_path), model_path.parent)
+        check_external_data(read_graph(model_path), model_path.parent)
 
     def inspect(self, path: Path, options: ImportOptions) -> Inspection:
         """Open the graph in ONNX Runtime and run it once to count its outputs."""
         model_path = model_file(path)
-        graph = _read_graph(model_path)
+        graph = read_graph(model_path)
         check_external_data(graph, model_path.parent)
-        session = _session(model_path)
+        session = open_session(model_path)
         feed = _pick(session.get_inputs(), options.graph_input, "input")
         fetch = _pick(session.get_outputs(), options.graph_output, "output")
         notes: list[str] = []
@@ -91,23 +97,28 @@ class OnnxFormat:
             graph_output=fetch.name,
             outputs_probabilities=looks_like_probabilities(values),
         )
+        conversion, groups = _inspect_conversion(model_path, spec)
         return Inspection(
             spec=spec,
             parameter_count=_parameter_count(graph),
+            layer_groups=groups,
             notes=notes,
             safety_checks=[
                 "external data only inside the upload: no absolute paths, '..' or links",
                 "ONNX Runtime with its built-in operators only, no custom op libraries",
             ],
             details=_graph_details(graph, session)
-            | {"featureTensor": _feature_tensor(graph, spec)},
+            | {
+                "featureTensor": _feature_tensor(graph, spec),
+                "torchConversion": conversion,
+            },
         )
 
     def prepare(self, path: Path, inspection: Inspection, out_dir: Path) -> list[ArtifactFile]:
         """Keep the graph and each external data file under the name the graph uses."""
         del inspection
         model_path = model_file(path)
-        graph = _read_graph(model_path)
+        graph = read_graph(model_path)
         files = [ArtifactFile("weights", MODEL_NAME, out_dir / MODEL_NAME)]
         shutil.copyfile(model_path, files[0].path)
         for location in check_external_data(graph, model_path.parent):
@@ -120,7 +131,7 @@ class OnnxFormat:
     def load(self, artifact_dir: Path, spec: ModelSpec) -> Predictor:
         """An ONNX Runtime session over the kept graph, on the CPU."""
         path = artifact_dir / MODEL_NAME
-        return OnnxPredictor(_session(path), spec, path)
+        return OnnxPredictor(open_session(path), spec, path)
 
 
 class OnnxPredictor:
@@ -150,7 +161,7 @@ class OnnxPredictor:
 
 def _features_session(path: Path, output: str | None) -> tuple[onnxruntime.InferenceSession, str]:
     """A session over a copy of the graph that also outputs the head's input tensor."""
-    graph = _read_graph(path)
+    graph = read_graph(path)
     feature = _head_input(graph, output or graph.graph.output[0].name)
     graph.graph.output.append(
         onnx.helper.make_tensor_value_info(feature, onnx.TensorProto.FLOAT, None)
@@ -158,7 +169,14 @@ def _features_session(path: Path, output: str | None) -> tuple[onnxruntime.Infer
     # Beside the original, so that external data locations resolve the same way.
     copy = path.with_name(FEATURES_MODEL_NAME)
     onnx.save(graph, str(copy))
-    return _session(copy), feature
+    return open_session(copy), feature
+
+
+def _inspect_conversion(path: Path, spec: ModelSpec) -> tuple[dict[str, Any], list[LayerGroup]]:
+    # PyTorch loads only where a graph is inspected or trained, never to predict.
+    from kai.models.formats.onnx_networks import inspect_conversion
+
+    return inspect_conversion(path, spec)
 
 
 def _feature_tensor(graph: onnx.ModelProto, spec: ModelSpec) -> str | None:
@@ -170,12 +188,24 @@ def _feature_tensor(graph: onnx.ModelProto, spec: ModelSpec) -> str | None:
 
 
 def _head_input(graph: onnx.ModelProto, output: str) -> str:
+    head, _ = find_head(graph, output)
+    return str(head.input[0])
+
+
+def find_head(graph: onnx.ModelProto, output: str) -> tuple[onnx.NodeProto, onnx.NodeProto | None]:
+    """The Gemm or MatMul node that computes ``output``, and the bias ``Add`` after it if any.
+
+    Raises:
+        InvalidInput: Past pass-through nodes, ``output`` comes from no Gemm or MatMul.
+    """
     producers = {name: node for node in graph.graph.node for name in node.output}
     constants = {tensor.name for tensor in graph.graph.initializer}
     node = producers.get(output)
     while node is not None and node.op_type in _PASS_THROUGH_OPS:
         node = producers.get(node.input[0])
+    bias = None
     if node is not None and node.op_type == "Add":
+        bias = node
         inputs = [name for name in node.input if name not in constants]
         node = producers.get(inputs[0]) if len(inputs) == 1 else None
     if node is None or node.op_type not in ("Gemm", "MatMul"):
@@ -183,7 +213,7 @@ def _head_input(graph: onnx.ModelProto, output: str) -> str:
             f"The ONNX graph's output {output!r} does not come from a Gemm or MatMul head; "
             "Kai cannot tell which tensor holds its features"
         )
-    return str(node.input[0])
+    return node, bias
 
 
 def model_file(path: Path) -> Path:
@@ -280,7 +310,7 @@ def _parses(path: Path) -> bool:
     return len(graph.graph.node) > 0
 
 
-def _read_graph(path: Path) -> onnx.ModelProto:
+def read_graph(path: Path) -> onnx.ModelProto:
     try:
         graph = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError, RuntimeError) as exc:
@@ -290,7 +320,7 @@ def _read_graph(path: Path) -> onnx.ModelProto:
     return graph
 
 
-def _session(path: Path) -> onnxruntime.InferenceSession:
+def open_session(path: Path) -> onnxruntime.InferenceSession:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     try:
