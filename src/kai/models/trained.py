@@ -6,6 +6,9 @@ keeps the training configuration and the final metrics, which are also
 recorded as an evaluation on that dataset version. A retried job that
 already wrote its version gets that version back, never a second one.
 
+A Keras model fine-tuned through its own network stays a ``keras`` version:
+the trained ``model.keras``, in the parent's format and framework.
+
 A head trained over a graph model's frozen features becomes a ``kai_head``
 version: the head file, and the parent's own files kept unchanged under
 ``base/`` (the same blobs), which its format loads as the feature extractor.
@@ -32,6 +35,7 @@ from kai.models.versions import NewVersion, StoredFile, lock_model, write_versio
 logger = logging.getLogger(__name__)
 
 BASE_ROLE = "base"
+KERAS_FORMAT = "keras"
 HEAD_FRAMEWORK = "kai"
 
 
@@ -43,7 +47,8 @@ class TrainedVersion:
         parent_id: The version training started from.
         job_id: The training job.
         dataset_version_id: The dataset version it trained on.
-        weights: The trained weights, a safetensors file already in the blob store.
+        weights: The trained weights already in the blob store: a safetensors file,
+            a head file, or a ``.keras`` archive for a Keras parent.
         class_names: The classes of the new head, in output order.
         input_spec: How images become its input.
         layer_groups: Its layer groups, from the input side to the head.
@@ -115,7 +120,7 @@ def _new_version(
         "fromVersionId": parent.id,
         "datasetVersionId": trained.dataset_version_id,
     }
-    checks = ["written by Kai's training job as safetensors: tensors only, no code"]
+    checks = [_written_as(parent.format, over_parent)]
     if over_parent:
         checks.append(f"base files are model version {parent.number}'s, checked when it came in")
     safety = {"verdict": "passed", "checks": checks}
@@ -130,3 +135,12 @@ def _new_version(
         parent_id=parent.id,
         job_id=trained.job_id,
     )
+
+
+def _written_as(parent_format: str, over_parent: bool) -> str:
+    if parent_format == KERAS_FORMAT and not over_parent:
+        return (
+            "written by Kai's training job as a .keras archive of built-in Keras layers, "
+            "read back through the checked Keras loader before it was stored"
+        )
+    return "written by Kai's training job as safetensors: tensors only, no code"
