@@ -11,8 +11,9 @@ from typing import Any
 
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
+from kai.models import resolve_version as resolve_model_version
 from kai.training.config import TrainingJobConfig
-from kai.training.starts import TRAIN_JOB, resolve_training_mode
+from kai.training.starts import NATIVE_TRAINABLE_FORMATS, TRAIN_JOB, adapt_to_model
 
 
 def register_job_handlers(registry: JobRegistry) -> None:
@@ -25,13 +26,16 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
 
     A config with a search runs the hyperparameter search, one with folds runs
     cross-validation, one with feature extraction trains a head on cached
-    embeddings, any other one runs plain training, with DistributedDataParallel
-    when there are several devices. A graph model trains by feature extraction
-    even when the job was queued before its import ended, so before its format
-    was known.
+    embeddings, one on a Keras model fine-tunes the Keras network in one process,
+    any other one runs plain training, with DistributedDataParallel when there
+    are several devices. A graph model trains by feature extraction even when
+    the job was queued before its import ended, so before its format was known.
     """
+    requested = TrainingJobConfig.model_validate(ctx.config)
     with ctx.db.session() as session:
-        job_config = resolve_training_mode(session, TrainingJobConfig.model_validate(ctx.config))
+        version = resolve_model_version(session, requested.model_id, requested.model_version)
+        job_config = adapt_to_model(version, requested)
+        native = version.format in NATIVE_TRAINABLE_FORMATS
     ctx.config = job_config.model_dump(mode="json")
     training = job_config.training
     # PyTorch and Optuna load with these modules, only in job processes.
@@ -47,6 +51,10 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         from kai.training.features import run_feature_extraction
 
         return run_feature_extraction(ctx)
+    if native:
+        from kai.training.keras_runs import run_keras_training
+
+        return run_keras_training(ctx)
     from kai.training.distributed import run_distributed_training, world_size_for
     from kai.training.runs import run_training
 

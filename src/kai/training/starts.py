@@ -1,10 +1,12 @@
 """Starting a training job: judge the request before any job runs, then queue it.
 
-A PyTorch state dict trains any way; a graph model (ONNX, Keras, TFLite,
-or a head Kai trained over one) trains only by feature extraction, its
-frozen graph embedding the images, so a job on one has ``featureExtraction``
-turned on in its stored config. SavedModel and TorchScript graphs give no
-features and are refused.
+A PyTorch state dict trains any way. A Keras model fine-tunes its own
+network through Keras's PyTorch backend in one plain run (the job falls back
+to feature extraction when its head or layers do not allow that). Another
+graph model (ONNX, TFLite, or a head Kai trained over one) trains only by
+feature extraction, its frozen graph embedding the images, so a job on one
+has ``featureExtraction`` turned on in its stored config. SavedModel and
+TorchScript graphs give no features and are refused.
 
 What can be judged at once is: a format Kai cannot train yet, a dataset
 with fewer than two classes, a batch larger than the training split, more
@@ -35,7 +37,9 @@ logger = logging.getLogger(__name__)
 TRAIN_JOB = "training.run"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
 # Their predictors give features but their graphs take no new head: a head trains over them.
-FEATURE_ONLY_FORMATS = frozenset({"onnx", "keras", "tflite", "kai_head"})
+FEATURE_ONLY_FORMATS = frozenset({"onnx", "tflite", "kai_head"})
+# Their own network fine-tunes on PyTorch through their framework (Keras 3's torch backend).
+NATIVE_TRAINABLE_FORMATS = frozenset({"keras"})
 # Why the formats that are neither trainable nor feature-only are refused.
 _REFUSALS = {
     "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
@@ -105,7 +109,7 @@ def check_model_version(version: ModelVersion) -> None:
             "to train a new head on; export the graph with its linear classifier last",
             details={"field": "modelId", "format": version.format},
         )
-    if version.format in TRAINABLE_FORMATS | FEATURE_ONLY_FORMATS:
+    if version.format in TRAINABLE_FORMATS | FEATURE_ONLY_FORMATS | NATIVE_TRAINABLE_FORMATS:
         return
     reason = _REFUSALS.get(version.format, f"training {version.format} models is not built yet")
     raise InvalidInput(
@@ -127,6 +131,9 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     """
     check_model_version(version)
     training = job_config.training
+    if version.format in NATIVE_TRAINABLE_FORMATS and not training.feature_extraction:
+        _refuse_outer_loops(version, training)
+        return job_config
     if version.format not in FEATURE_ONLY_FORMATS or training.feature_extraction:
         return job_config
     asked = [
@@ -151,6 +158,29 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     logger.info("Feature extraction for a graph model", extra={"format": version.format})
     training = training.model_copy(update={"feature_extraction": True})
     return job_config.model_copy(update={"training": training})
+
+
+def _refuse_outer_loops(version: ModelVersion, training: TrainingConfig) -> None:
+    """Refuse what a Keras network's single fine-tuning run does not offer yet."""
+    asked = [
+        name
+        for name, on in (
+            ("hyperparameter search", training.search is not None),
+            ("cross-validation", training.cross_validation_folds is not None),
+            (
+                "training from scratch (useTransferLearning false)",
+                not training.use_transfer_learning,
+            ),
+        )
+        if on
+    ]
+    if asked:
+        raise InvalidInput(
+            f"Model version {version.number} is a {version.format} model: its network "
+            f"fine-tunes in one plain run from its own weights, which cannot be combined "
+            f"with {' or '.join(asked)} yet; leave that out to train it",
+            details={"field": "modelId", "format": version.format, "options": asked},
+        )
 
 
 def resolve_training_mode(session: Session, job_config: TrainingJobConfig) -> TrainingJobConfig:
