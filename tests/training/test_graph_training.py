@@ -1,8 +1,9 @@
-"""ONNX, TFLite and Keras models train by feature extraction into a head over their features."""
+"""ONNX and TFLite models (and Keras ones on request) train a head over their features."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -62,10 +63,12 @@ def train_graph(
     env: JobEnvironment,
     model_file: Path,
     dataset_id: int,
+    **changes: Any,
 ) -> tuple[dict[str, object], ModelVersion]:
-    """Import ``model_file``, train it without asking for a mode, return the results and version."""
+    """Import ``model_file``, train it (by default without asking for a mode), return results."""
     model_id = import_model(settings, database, blobs, model_file, architecture=None)
-    job_id = queue_training(database, model_id, dataset_id, epochs=40, learning_rate=0.2)
+    options = {"epochs": 40, "learning_rate": 0.2, **changes}
+    job_id = queue_training(database, model_id, dataset_id, **options)
     assert read_job(database, job_id).config["training"]["feature_extraction"] is True
     run_all(env)
     job = read_job(database, job_id)
@@ -174,7 +177,7 @@ def test_a_tflite_model_trains_a_head_that_predicts(
     assert (job.result or {})["accuracy"] > 0.9
 
 
-def test_a_keras_model_trains_a_head_over_its_features(
+def test_a_keras_model_asked_for_feature_extraction_trains_a_head_over_its_features(
     tmp_path: Path,
     settings: Settings,
     database: Database,
@@ -188,7 +191,9 @@ def test_a_keras_model_trains_a_head_over_its_features(
         settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
     )
     model = save_keras(tiny_keras_model(3), tmp_path / "m.keras")
-    _, version = train_graph(settings, database, blobs, env, model, dataset_id)
+    _, version = train_graph(
+        settings, database, blobs, env, model, dataset_id, feature_extraction=True
+    )
     assert version.format == "kai_head"
 
     # The version's probabilities are the stored head applied to the parent's features.
