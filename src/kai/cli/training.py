@@ -79,7 +79,7 @@ def train(
         bool,
         typer.Option(
             help="Train only a head on cached embeddings of the frozen backbone "
-            "(ONNX, Keras and TFLite models always train this way)"
+            "(ONNX and TFLite models always train this way; Keras models fine-tune otherwise)"
         ),
     ] = False,
     search_trials: Annotated[
