@@ -201,6 +201,8 @@ def find_backend_problem(network: KerasNetwork, size_px: tuple[int, int]) -> str
         network.train()
         logits = network(images)
         logits.float().sum().backward()
+    except torch.OutOfMemoryError:
+        raise  # Not the backend's limit: the run's own advice applies.
     except _TRIAL_ERRORS as exc:
         return f"a training step fails on the PyTorch backend: {str(exc)[:300]}"
     finally:

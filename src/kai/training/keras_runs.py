@@ -30,6 +30,7 @@ from kai.models.formats.keras_models import (
     KERAS_H5_NAME,
     import_keras,
     load_checked,
+    takes_channels_last,
 )
 from kai.training import checkpoints, runs
 from kai.training.config import TrainingConfig, TrainingJobConfig
@@ -49,8 +50,6 @@ from kai.training.transfer import create_optimizer
 
 logger = logging.getLogger(__name__)
 
-FINE_TUNED = {"mode": "kerasNetwork"}
-
 
 def run_keras_training(ctx: JobContext) -> dict[str, Any]:
     """Fine-tune the job's Keras model on its dataset and write it as a new keras version."""
@@ -59,7 +58,8 @@ def run_keras_training(ctx: JobContext) -> dict[str, Any]:
     config = config.model_copy(update={"image_size_px": None})
     plan = runs.resolve_plan(ctx, job_config, folder)
     import_keras().utils.set_random_seed(config.seed)
-    network = resolve_network(ctx, plan, config)
+    with out_of_memory_as(OUT_OF_MEMORY):
+        network = resolve_network(ctx, plan, config)
     if isinstance(network, str):
         return fall_back(ctx, job_config, network)
 
@@ -73,7 +73,7 @@ def run_keras_training(ctx: JobContext) -> dict[str, Any]:
     with out_of_memory_as(OUT_OF_MEMORY):
         evaluation = runs.evaluate_final(ctx, plan, state)
     stored = store_keras_model(ctx, network)
-    extra = {"fineTuning": FINE_TUNED}
+    extra = {"fineTuning": {"mode": "kerasNetwork"}}
     results = runs.write_results(
         ctx, plan, config, state, evaluation, extra, weights=stored, layer_groups=groups
     )
@@ -119,7 +119,7 @@ def resolve_network(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Kera
     keep = list(classes) == list(plan.spec.class_names)
     model = replace_head(model, plan.spec.graph_output, classes, keep)
     network = KerasNetwork(
-        model, channels_last=_channels_last(model), freeze_batch_norm=config.freeze_batch_norm
+        model, channels_last=takes_channels_last(model), freeze_batch_norm=config.freeze_batch_norm
     )
     reason = find_backend_problem(network, plan.spec.input.size_px)
     if reason is not None:
@@ -127,11 +127,6 @@ def resolve_network(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Kera
     if not keep:
         ctx.log(f"New Dense head for {len(classes)} classes: {classes}")
     return network
-
-
-def _channels_last(model: Any) -> bool:
-    shape = tuple(model.input_shape)
-    return len(shape) == 4 and (shape[-1] in (1, 3) or shape[1] not in (1, 3))
 
 
 def create_keras_state(
