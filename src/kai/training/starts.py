@@ -124,10 +124,12 @@ def check_model_version(version: ModelVersion) -> None:
 def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> TrainingJobConfig:
     """The config with feature extraction turned on for a version that trains no other way.
 
+    A Keras version keeps its config: its own network fine-tunes.
+
     Raises:
         InvalidInput: The version's format cannot be trained, or the config asks a graph
-            model for what only a trainable network does (search, cross-validation, no
-            pretrained weights).
+            or Keras model for what only a state dict's network does (search,
+            cross-validation, no pretrained weights).
     """
     check_model_version(version)
     training = job_config.training
@@ -136,18 +138,7 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
         return job_config
     if version.format not in FEATURE_ONLY_FORMATS or training.feature_extraction:
         return job_config
-    asked = [
-        name
-        for name, on in (
-            ("hyperparameter search", training.search is not None),
-            ("cross-validation", training.cross_validation_folds is not None),
-            (
-                "training from scratch (useTransferLearning false)",
-                not training.use_transfer_learning,
-            ),
-        )
-        if on
-    ]
+    asked = _network_options_asked(training)
     if asked:
         raise InvalidInput(
             f"Model version {version.number} is a {version.format} graph: it trains only by "
@@ -160,9 +151,9 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     return job_config.model_copy(update={"training": training})
 
 
-def _refuse_outer_loops(version: ModelVersion, training: TrainingConfig) -> None:
-    """Refuse what a Keras network's single fine-tuning run does not offer yet."""
-    asked = [
+def _network_options_asked(training: TrainingConfig) -> list[str]:
+    """The options asked for that only a state dict's network offers."""
+    return [
         name
         for name, on in (
             ("hyperparameter search", training.search is not None),
@@ -174,6 +165,11 @@ def _refuse_outer_loops(version: ModelVersion, training: TrainingConfig) -> None
         )
         if on
     ]
+
+
+def _refuse_outer_loops(version: ModelVersion, training: TrainingConfig) -> None:
+    """Refuse what a Keras network's single fine-tuning run does not offer yet."""
+    asked = _network_options_asked(training)
     if asked:
         raise InvalidInput(
             f"Model version {version.number} is a {version.format} model: its network "
