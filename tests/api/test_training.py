@@ -124,7 +124,7 @@ def test_requests_that_cannot_train_are_refused_before_a_job_starts(
     assert not [job for job in jobs if job["type"] == "training.run"]
 
 
-@pytest.mark.parametrize("model_format", ["onnx", "keras", "tflite"])
+@pytest.mark.parametrize("model_format", ["onnx", "tflite"])
 def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
     client: TestClient, admin: Account, runtime: Runtime, dataset_id: int, model_format: str
 ) -> None:
@@ -133,6 +133,19 @@ def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
     assert response.status_code == 202, response.text
     read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
     assert read.json()["config"]["training"]["feature_extraction"] is True
+
+
+def test_a_keras_model_fine_tunes_its_network_unless_feature_extraction_is_asked_for(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "keras")
+    for asked in (False, True):
+        body = request(model_id, dataset_id, featureExtraction=asked)
+        response = client.post(START, json=body, headers=admin.headers)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["jobId"]
+        read = client.get(f"/api/admin/training/{job_id}", headers=admin.headers)
+        assert read.json()["config"]["training"]["feature_extraction"] is asked
 
 
 def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(
