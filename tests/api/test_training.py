@@ -135,7 +135,7 @@ def test_requests_that_cannot_train_are_refused_before_a_job_starts(
     assert not [job for job in jobs if job["type"] == "training.run"]
 
 
-@pytest.mark.parametrize("model_format", ["onnx", "keras", "tflite"])
+@pytest.mark.parametrize("model_format", ["onnx", "tflite"])
 def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
     client: TestClient, admin: Account, runtime: Runtime, dataset_id: int, model_format: str
 ) -> None:
@@ -158,6 +158,19 @@ def test_an_onnx_graph_that_converts_is_fine_tuned_whole_and_may_be_searched(
     training = read.json()["config"]["training"]
     assert training["feature_extraction"] is False
     assert training["search"] is not None
+
+
+def test_a_keras_model_fine_tunes_its_network_unless_feature_extraction_is_asked_for(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "keras")
+    for asked in (False, True):
+        body = request(model_id, dataset_id, featureExtraction=asked)
+        response = client.post(START, json=body, headers=admin.headers)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["jobId"]
+        read = client.get(f"/api/admin/training/{job_id}", headers=admin.headers)
+        assert read.json()["config"]["training"]["feature_extraction"] is asked
 
 
 def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(

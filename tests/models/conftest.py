@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,6 @@ from kai.models.formats import ImportOptions
 from kai.storage.blobs import LocalBlobStore
 
 PLUGIN_SOURCE_DIR = Path(__file__).parent / "plugin_npz"
-# The tests build Keras models themselves, on the backend Kai loads them with.
-os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 @pytest.fixture

@@ -1,22 +1,23 @@
 """Keras models for tests: tiny real ones saved as ``.keras`` and ``.h5``, and hostile ones.
 
-Keras is imported here on the PyTorch backend, as Kai imports it. Each hostile
-file would create a canary file if Keras ran what it carries.
+Keras is imported here on the PyTorch backend the way Kai imports it, which
+leaves ``KERAS_BACKEND`` unset for other tests and the processes they start.
+Each hostile file would create a canary file if Keras ran what it carries.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
-import keras
 import numpy as np
+
+from kai.models.formats.keras_models import import_keras
+
+keras = import_keras()
 
 SIZE_PX = 32
 

@@ -7,13 +7,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import pytest
 from keras_factories import (
     SIZE_PX,
     foreign_object,
     head_config,
+    keras,
     keras_outputs,
     nested_keras_model,
     rewrite_config,

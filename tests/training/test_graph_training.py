@@ -1,7 +1,7 @@
-"""TFLite and Keras models train by feature extraction into a head over their features.
+"""TFLite models, and Keras models and ONNX graphs on request, train a head over their features.
 
-So does an ONNX graph when asked to (or when it does not convert to PyTorch: see
-test_onnx_fine_tuning.py).
+An ONNX graph that does not convert to PyTorch trains this way by itself: see
+test_onnx_fine_tuning.py.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ def train_graph(
     dataset_id: int,
     **changes: Any,
 ) -> tuple[dict[str, object], ModelVersion]:
-    """Import ``model_file``, train it with ``changes``, return the results and version."""
+    """Import ``model_file``, train it (by default without asking for a mode), return results."""
     model_id = import_model(settings, database, blobs, model_file, architecture=None)
-    job_id = queue_training(database, model_id, dataset_id, epochs=40, learning_rate=0.2, **changes)
+    options = {"epochs": 40, "learning_rate": 0.2, **changes}
+    job_id = queue_training(database, model_id, dataset_id, **options)
     assert read_job(database, job_id).config["training"]["feature_extraction"] is True
     run_all(env)
     job = read_job(database, job_id)
@@ -181,7 +182,7 @@ def test_a_tflite_model_trains_a_head_that_predicts(
     assert (job.result or {})["accuracy"] > 0.9
 
 
-def test_a_keras_model_trains_a_head_over_its_features(
+def test_a_keras_model_asked_for_feature_extraction_trains_a_head_over_its_features(
     tmp_path: Path,
     settings: Settings,
     database: Database,
@@ -195,7 +196,9 @@ def test_a_keras_model_trains_a_head_over_its_features(
         settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
     )
     model = save_keras(tiny_keras_model(3), tmp_path / "m.keras")
-    _, version = train_graph(settings, database, blobs, env, model, dataset_id)
+    _, version = train_graph(
+        settings, database, blobs, env, model, dataset_id, feature_extraction=True
+    )
     assert version.format == "kai_head"
 
     # The version's probabilities are the stored head applied to the parent's features.

@@ -79,8 +79,8 @@ def train(
         bool,
         typer.Option(
             help="Train only a head on cached embeddings of the frozen backbone "
-            "(Keras and TFLite models, and ONNX graphs that do not convert to PyTorch, "
-            "always train this way)"
+            "(TFLite models and ONNX graphs that do not convert to PyTorch always train "
+            "this way; Keras models and other ONNX graphs fine-tune otherwise)"
         ),
     ] = False,
     search_trials: Annotated[

@@ -49,13 +49,20 @@ from kai.models.records import (
     resolve_version,
     update_model,
 )
-from kai.models.trained import GRAPH_CHECK, WEIGHTS_CHECK, TrainedVersion, create_trained_version
+from kai.models.trained import (
+    GRAPH_CHECK,
+    KERAS_CHECK,
+    WEIGHTS_CHECK,
+    TrainedVersion,
+    create_trained_version,
+)
 from kai.models.versions import StoredFile
 
 __all__ = [
     "COMPARED_FACTS",
     "GRAPH_CHECK",
     "IMPORT_JOB",
+    "KERAS_CHECK",
     "WEIGHTS_CHECK",
     "ClassScore",
     "ImagePrediction",

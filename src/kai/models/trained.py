@@ -6,6 +6,9 @@ keeps the training configuration and the final metrics, which are also
 recorded as an evaluation on that dataset version. A retried job that
 already wrote its version gets that version back, never a second one.
 
+A Keras model fine-tuned through its own network stays a ``keras`` version:
+the trained ``model.keras``, in the parent's format and framework.
+
 A head trained over a graph model's frozen features becomes a ``kai_head``
 version: the head file, and the parent's own files kept unchanged under
 ``base/`` (the same blobs), which its format loads as the feature extractor.
@@ -34,6 +37,10 @@ logger = logging.getLogger(__name__)
 BASE_ROLE = "base"
 HEAD_FRAMEWORK = "kai"
 WEIGHTS_CHECK = "written by Kai's training job as safetensors: tensors only, no code"
+KERAS_CHECK = (
+    "written by Kai's training job as a .keras archive of built-in Keras layers, "
+    "read back through the checked Keras loader before it was stored"
+)
 GRAPH_CHECK = (
     "written by Kai's training job as an ONNX graph exported from the fine-tuned network, "
     "checked against it in ONNX Runtime"
@@ -48,7 +55,8 @@ class TrainedVersion:
         parent_id: The version training started from.
         job_id: The training job.
         dataset_version_id: The dataset version it trained on.
-        weights: The trained weights, a safetensors file already in the blob store.
+        weights: The trained weights already in the blob store: a safetensors file,
+            a head file, or a ``.keras`` archive for a Keras parent.
         class_names: The classes of the new head, in output order.
         input_spec: How images become its input.
         layer_groups: Its layer groups, from the input side to the head.

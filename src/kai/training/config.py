@@ -158,8 +158,9 @@ class TrainingConfig(BaseModel):
         feature_extraction: Embed every image once with the frozen backbone (cached
             on disk, shared with quality analysis) and train only a new head on the
             embeddings; augmentation and freezing settings do not apply. A job on a
-            graph model that cannot be fine-tuned whole (Keras, TFLite, an ONNX graph
-            that does not convert to PyTorch) has it turned on when it starts.
+            graph model that cannot be fine-tuned whole (TFLite, an ONNX graph that
+            does not convert to PyTorch) has it turned on when it starts; a Keras
+            model fine-tunes its network unless this is asked for.
         time_budget_seconds: Stop after the epoch that passes this budget.
         num_workers: Data loader processes; None sizes them to the machine's cores.
         distributed_processes: Processes that train the job together with

@@ -15,6 +15,7 @@ from kai.jobs.registry import JobRegistry
 from kai.models import resolve_version as resolve_model_version
 from kai.training.config import TrainingConfig, TrainingJobConfig
 from kai.training.starts import (
+    NATIVE_TRAINABLE_FORMATS,
     TRAIN_JOB,
     adapt_to_model,
     fine_tuning_obstacle,
@@ -32,17 +33,19 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
 
     A config with a search runs the hyperparameter search, one with folds runs
     cross-validation, one with feature extraction trains a head on cached
-    embeddings, any other one runs plain training, with DistributedDataParallel
-    when there are several devices. A graph model that cannot be fine-tuned
-    whole trains by feature extraction even when the job was queued before its
-    import ended, so before its format was known; so does an ONNX graph whose
-    conversion to PyTorch fails in this process, when nothing else was asked of it.
+    embeddings, one on a Keras model fine-tunes the Keras network in one process,
+    any other one runs plain training, with DistributedDataParallel when there
+    are several devices. A graph model that cannot be fine-tuned whole trains by
+    feature extraction even when the job was queued before its import ended, so
+    before its format was known; so does an ONNX graph whose conversion to
+    PyTorch fails in this process, when nothing else was asked of it.
     """
     requested = TrainingJobConfig.model_validate(ctx.config)
     with ctx.db.session() as session:
         version = resolve_model_version(session, requested.model_id, requested.model_version)
         job_config = adapt_to_model(version, requested)
         obstacle = fine_tuning_obstacle(version)
+        native = version.format in NATIVE_TRAINABLE_FORMATS
     ctx.config = job_config.model_dump(mode="json")
     training = job_config.training
     if training.feature_extraction:
@@ -55,12 +58,12 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
 
         return run_feature_extraction(ctx)
     try:
-        return _run_whole(ctx, training)
+        return _run_whole(ctx, training, native=native)
     except GraphNotConvertible as exc:
         return _fall_back_to_features(ctx, job_config, exc)
 
 
-def _run_whole(ctx: JobContext, training: TrainingConfig) -> dict[str, Any]:
+def _run_whole(ctx: JobContext, training: TrainingConfig, *, native: bool) -> dict[str, Any]:
     # PyTorch and Optuna load with these modules, only in job processes.
     if training.search is not None:
         from kai.training.search import run_search
@@ -70,6 +73,10 @@ def _run_whole(ctx: JobContext, training: TrainingConfig) -> dict[str, Any]:
         from kai.training.folds import run_cross_validation
 
         return run_cross_validation(ctx)
+    if native:
+        from kai.training.keras_runs import run_keras_training
+
+        return run_keras_training(ctx)
     from kai.training.distributed import run_distributed_training, world_size_for
     from kai.training.runs import run_training
 

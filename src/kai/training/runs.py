@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -570,6 +570,9 @@ def _bad_data_named() -> Iterator[None]:
 def _num_outputs(network: nn.Module) -> int:
     if isinstance(network, nn.Linear):
         return int(network.out_features)  # A head trained on cached embeddings.
+    declared = getattr(network, "num_outputs", None)
+    if isinstance(declared, int):
+        return declared  # A wrapped network of another framework.
     head = architectures.head_name(network)
     module = network.get_submodule(head) if head else None
     return int(module.out_features) if isinstance(module, nn.Linear) else 0
@@ -657,12 +660,16 @@ def write_results(
     extra: dict[str, Any],
     *,
     head: models.StoredFile | None = None,
+    weights: models.StoredFile | None = None,
+    layer_groups: Sequence[LayerGroup] | None = None,
 ) -> dict[str, Any]:
     """Store the weights, write the new model version and its evaluation; the job's results.
 
     ``extra`` (search or cross-validation findings) joins the results and the
     version's metrics. ``head``, a stored head file of a graph model, is written
     instead of the network's weights, with the parent's files kept beside it.
+    ``weights``, a stored file in the parent's own format (a Keras model), is
+    written instead of a state dict, with its ``layer_groups``.
     """
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
@@ -670,8 +677,12 @@ def write_results(
     input_spec = _input_spec(plan, config)
     if head is not None:
         stored = StoredNetwork(head)
+    elif weights is not None:
+        stored = StoredNetwork(weights, safety_checks=(models.KERAS_CHECK,))
     else:
         stored = _store_network(ctx, plan, state.network, input_spec)
+    if layer_groups is None:
+        layer_groups = resolve_layer_groups(state.network, [])
     trained = models.TrainedVersion(
         parent_id=plan.model_version_id,
         job_id=ctx.job_id,
@@ -679,7 +690,7 @@ def write_results(
         weights=stored.file,
         class_names=plan.samples.classes,
         input_spec=input_spec,
-        layer_groups=resolve_layer_groups(state.network, []),
+        layer_groups=layer_groups,
         parameter_count=architectures.count_parameters(state.network),
         config=config.model_dump(mode="json"),
         metrics={"final": final, "best": best, "diagnosis": findings, **extra},

@@ -3,12 +3,14 @@
 A PyTorch state dict trains any way. An ONNX graph that converts to PyTorch
 (its import tried the conversion and recorded the verdict in its inspection
 details as ``torchConversion``) trains the same ways: the job converts it
-again in its own process and fine-tunes the network under a new head. Other
-graph models (an ONNX graph that does not convert, Keras, TFLite, or a head
-Kai trained over one) train only by feature extraction, their frozen graph
-embedding the images, so a job on one has ``featureExtraction`` turned on in
-its stored config. SavedModel and TorchScript graphs give no features and
-are refused.
+again in its own process and fine-tunes the network under a new head. A
+Keras model fine-tunes its own network through Keras's PyTorch backend in
+one plain run (the job falls back to feature extraction when its head or
+layers do not allow that). Other graph models (an ONNX graph that does not
+convert, TFLite, or a head Kai trained over one) train only by feature
+extraction, their frozen graph embedding the images, so a job on one has
+``featureExtraction`` turned on in its stored config. SavedModel and
+TorchScript graphs give no features and are refused.
 
 What can be judged at once is: a format Kai cannot train yet, a dataset
 with fewer than two classes, a batch larger than the training split, more
@@ -42,8 +44,10 @@ TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
 # Graphs fine-tuned whole when they convert to PyTorch, by feature extraction otherwise.
 CONVERTIBLE_FORMATS = frozenset({"onnx"})
 # Their predictors give features but their graphs take no new head: a head trains over them.
-FEATURE_ONLY_FORMATS = frozenset({"keras", "tflite", "kai_head"})
+FEATURE_ONLY_FORMATS = frozenset({"tflite", "kai_head"})
 GRAPH_FORMATS = CONVERTIBLE_FORMATS | FEATURE_ONLY_FORMATS
+# Their own network fine-tunes on PyTorch through their framework (Keras 3's torch backend).
+NATIVE_TRAINABLE_FORMATS = frozenset({"keras"})
 # Why the formats that are neither trainable nor feature-only are refused.
 _REFUSALS = {
     "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
@@ -113,7 +117,7 @@ def check_model_version(version: ModelVersion) -> None:
             "to train a new head on; export the graph with its linear classifier last",
             details={"field": "modelId", "format": version.format},
         )
-    if version.format in TRAINABLE_FORMATS | GRAPH_FORMATS:
+    if version.format in TRAINABLE_FORMATS | GRAPH_FORMATS | NATIVE_TRAINABLE_FORMATS:
         return
     reason = _REFUSALS.get(version.format, f"training {version.format} models is not built yet")
     raise InvalidInput(
@@ -144,13 +148,18 @@ def fine_tuning_obstacle(version: ModelVersion) -> str | None:
 def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> TrainingJobConfig:
     """The config with feature extraction turned on for a version that trains no other way.
 
+    A Keras version keeps its config: its own network fine-tunes.
+
     Raises:
         InvalidInput: The version's format cannot be trained, or the config asks a graph
-            model for what only a trainable network does (search, cross-validation, no
-            pretrained weights).
+            or Keras model for what only a state dict's network does (search,
+            cross-validation, no pretrained weights).
     """
     check_model_version(version)
     training = job_config.training
+    if version.format in NATIVE_TRAINABLE_FORMATS and not training.feature_extraction:
+        _refuse_outer_loops(version, training)
+        return job_config
     obstacle = fine_tuning_obstacle(version)
     if obstacle is None or training.feature_extraction:
         return job_config
@@ -170,18 +179,7 @@ def refuse_feature_only(version: ModelVersion, training: TrainingConfig, obstacl
     Raises:
         InvalidInput: The config asks for search, cross-validation or no pretrained weights.
     """
-    asked = [
-        name
-        for name, on in (
-            ("hyperparameter search", training.search is not None),
-            ("cross-validation", training.cross_validation_folds is not None),
-            (
-                "training from scratch (useTransferLearning false)",
-                not training.use_transfer_learning,
-            ),
-        )
-        if on
-    ]
+    asked = _network_options_asked(training)
     if asked:
         raise InvalidInput(
             f"Model version {version.number} is a {version.format} graph that cannot be "
@@ -194,6 +192,34 @@ def refuse_feature_only(version: ModelVersion, training: TrainingConfig, obstacl
                 "options": asked,
                 "reason": obstacle,
             },
+        )
+
+
+def _network_options_asked(training: TrainingConfig) -> list[str]:
+    """The options asked for that only a state dict's network offers."""
+    return [
+        name
+        for name, on in (
+            ("hyperparameter search", training.search is not None),
+            ("cross-validation", training.cross_validation_folds is not None),
+            (
+                "training from scratch (useTransferLearning false)",
+                not training.use_transfer_learning,
+            ),
+        )
+        if on
+    ]
+
+
+def _refuse_outer_loops(version: ModelVersion, training: TrainingConfig) -> None:
+    """Refuse what a Keras network's single fine-tuning run does not offer yet."""
+    asked = _network_options_asked(training)
+    if asked:
+        raise InvalidInput(
+            f"Model version {version.number} is a {version.format} model: its network "
+            f"fine-tunes in one plain run from its own weights, which cannot be combined "
+            f"with {' or '.join(asked)} yet; leave that out to train it",
+            details={"field": "modelId", "format": version.format, "options": asked},
         )
 
 

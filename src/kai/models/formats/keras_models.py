@@ -127,7 +127,7 @@ class KerasFormat:
         if not path.is_file():
             path = artifact_dir / KERAS_H5_NAME
         model = load_checked(path)
-        return KerasPredictor(model, spec, _channels_last(model))
+        return KerasPredictor(model, spec, takes_channels_last(model))
 
 
 _SAFETY_CHECKS = [
@@ -316,7 +316,8 @@ def _input_spec(model: Any, options: ImportOptions, notes: list[str]) -> tuple[I
     return updated, channels_last
 
 
-def _channels_last(model: Any) -> bool:
+def takes_channels_last(model: Any) -> bool:
+    """Whether the model's image input is ``(batch, height, width, channels)``."""
     shape = tuple(model.input_shape)
     return len(shape) == 4 and (shape[-1] in (1, 3) or shape[1] not in (1, 3))
 
