@@ -9,9 +9,10 @@ from quality_factories import TINTS, encode, texture
 
 from kai.db.tables import IssueType, Split
 from kai.quality import analyse_samples
+from kai.quality.analysis import inspect_samples
 from kai.quality.findings import Thresholds
 from kai.quality.hashes import compute_phash, find_close_pairs, hamming
-from kai.quality.images import decode_rgb, reblur_retained
+from kai.quality.images import compute_image_stats, decode_rgb, reblur_retained
 from kai.quality.samples import SampleRecord
 from kai.storage.blobs import LocalBlobStore
 
@@ -114,3 +115,20 @@ def test_re_blurring_tells_blur_from_plain_content() -> None:
     assert retained(_grain(3)) < 0.3
     assert retained(_grain(3).filter(ImageFilter.GaussianBlur(3))) > Thresholds().blur_reblur_min
     assert retained(Image.new("L", (64, 64), 90)) == 1.0
+
+
+def test_many_images_are_inspected_by_worker_processes_with_the_same_results(
+    blobs: LocalBlobStore,
+) -> None:
+    contents = [encode(texture(seed, TINTS["stone"])) for seed in range(240)]
+    contents.append(contents[0][:50])  # corrupt
+    records = [record(f"s{i}", blobs.put_bytes(data)) for i, data in enumerate(contents)]
+    records.append(record("gone", "0" * 64))
+
+    inspected = inspect_samples(records, blobs)
+
+    assert [sample.record.uid for sample in inspected] == [r.uid for r in records]
+    for sample, data in zip(inspected[:240], contents, strict=False):
+        assert sample.stats == compute_image_stats(data)
+    assert inspected[240].stats is None and "decode" in (inspected[240].error or "")
+    assert inspected[241].stats is None and inspected[241].error

@@ -12,8 +12,11 @@ need embeddings are left out of the score and the report says why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +38,11 @@ from kai.storage.blobs import BlobStore
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
-_CHUNK = 64
+_CHUNK = 256
+# Fewer images than this are inspected in this process: starting workers would cost more.
+_MIN_FOR_PROCESSES = 200
+# Images a worker takes at a time.
+_PROCESS_BATCH = 16
 NO_EMBEDDER = "no backbone was given to the analysis"
 _EMBEDDING_FAMILIES = ("labelErrors", "outliers")
 
@@ -97,21 +104,63 @@ def inspect_samples(
     progress: Progress | None = None,
     check_cancelled: Callable[[], None] | None = None,
 ) -> list[Inspected]:
-    """Read each distinct reduced copy once and each rotated original's header."""
+    """Read each distinct reduced copy once and each rotated original's header.
+
+    Decoding and the statistics run in a pool of processes, one per core, once
+    there are enough images to pay for starting it; the files are read here,
+    a chunk at a time, so memory stays bounded whatever the dataset's size.
+    """
     cache: dict[str, tuple[ImageStats | None, str | None, int]] = {}
     report = progress or (lambda done, total: None)
-    with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="quality") as pool:
+    with _statistics_pool(len(records)) as compute:
         for start in range(0, len(records), _CHUNK):
             if check_cancelled is not None:
                 check_cancelled()
             chunk = [r for r in records[start : start + _CHUNK] if _cache_key(r) not in cache]
             unique = list({_cache_key(r): r for r in chunk}.values())
-            for record, outcome in zip(
-                unique, pool.map(lambda r: _inspect(r, blobs), unique), strict=True
-            ):
-                cache[_cache_key(record)] = outcome
+            contents = [_read(record, blobs) for record in unique]
+            for record, outcome in zip(unique, compute(contents), strict=True):
+                stats, error = outcome
+                if error is not None:
+                    logger.warning("Quality check cannot read sample %s: %s", record.uid, error)
+                    cache[_cache_key(record)] = (None, error, 1)
+                else:
+                    cache[_cache_key(record)] = (stats, None, _orientation(record, blobs))
             report(min(start + _CHUNK, len(records)), len(records))
     return [Inspected(record, *cache[_cache_key(record)]) for record in records]
+
+
+StatsOutcome = tuple[ImageStats | None, str | None]
+
+
+@contextmanager
+def _statistics_pool(count: int) -> Iterator[Callable[[list[bytes | str]], list[StatsOutcome]]]:
+    """A function computing the statistics of a chunk of files, on every core when it pays."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2 or count < _MIN_FOR_PROCESSES:
+        yield lambda contents: [_statistics(content) for content in contents]
+        return
+    # Forked, so the workers start at once with the modules already imported.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(cores or 1, MAX_WORKERS), mp_context=context) as pool:
+        yield lambda contents: list(pool.map(_statistics, contents, chunksize=_PROCESS_BATCH))
+
+
+def _read(record: SampleRecord, blobs: BlobStore) -> bytes | str:
+    """The reduced copy's bytes, or why it cannot be read."""
+    try:
+        return blobs.read_bytes(record.reduced_sha256)
+    except (NotFound, OSError) as exc:
+        return str(exc)
+
+
+def _statistics(content: bytes | str) -> StatsOutcome:
+    if isinstance(content, str):
+        return None, content
+    try:
+        return compute_image_stats(content), None
+    except UnreadableImage as exc:
+        return None, str(exc)
 
 
 def judge(
@@ -202,15 +251,6 @@ def _embedding_checks(
 
 def _cache_key(record: SampleRecord) -> str:
     return f"{record.reduced_sha256}:{record.blob_sha256}"
-
-
-def _inspect(record: SampleRecord, blobs: BlobStore) -> tuple[ImageStats | None, str | None, int]:
-    try:
-        stats = compute_image_stats(blobs.read_bytes(record.reduced_sha256))
-    except (UnreadableImage, NotFound, OSError) as exc:
-        logger.warning("Quality check cannot read sample %s: %s", record.uid, exc)
-        return None, str(exc), 1
-    return stats, None, _orientation(record, blobs)
 
 
 def _orientation(record: SampleRecord, blobs: BlobStore) -> int:
