@@ -185,6 +185,16 @@ def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(
     assert search["trials"] == 5
     assert search["time_budget_seconds"] == 3600.0
     assert search["tune_learning_rate"] and search["tune_trainable_layers"]
+    assert search["parallel_trials"] == 1
+
+    body["searchParallelTrials"] = 3
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    assert read.json()["config"]["training"]["search"]["parallel_trials"] == 3
+    body["searchParallelTrials"] = 0
+    refused = client.post(START, json=body, headers=admin.headers)
+    assert refused.status_code == 422 and "searchParallelTrials" in refused.text
 
 
 def test_viewers_cannot_start_training(

@@ -66,6 +66,13 @@ def test_train_refuses_options_that_do_not_go_together(settings: Settings) -> No
     assert code == 1
     assert "search or cross-validation for one job, not both" in err
 
+    code, _, err = kai(
+        settings, "train", "--model", "1", "--dataset", "1", "--search-trials", "4",
+        "--search-parallel", "0",
+    )  # fmt: skip
+    assert code == 2
+    assert "--search-parallel" in err
+
     code, _, err = kai(settings, "train", "--model", "1", "--dataset", "1", "--augment", "spin")
     assert code == 1
     assert "Unknown augmentation step(s) spin" in err

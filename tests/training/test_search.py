@@ -7,12 +7,14 @@ from typing import Any
 
 import optuna
 import pytest
+from sqlalchemy import select
 from training_factories import (
     context,
     dataset_zip,
     events,
     import_dataset,
     import_model,
+    mark_succeeded,
     queue_training,
     read_job,
     run_all,
@@ -21,12 +23,15 @@ from training_factories import (
 
 from kai.config import Settings
 from kai.db.engine import Database
-from kai.db.tables import JobState, ModelVersion
+from kai.db.tables import Job, JobState, ModelVersion
 from kai.jobs.environment import JobEnvironment
+from kai.jobs.leases import claim_job, new_lease_owner
+from kai.jobs.runner import run_claimed_job
 from kai.storage.blobs import LocalBlobStore
 from kai.training import SearchConfig
 from kai.training.jobs import run_training_job
-from kai.training.search import create_storage, fitting_batch_sizes
+from kai.training.search import create_storage, fitting_batch_sizes, run_trials
+from kai.training.starts import TRIALS_JOB
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
@@ -116,3 +121,86 @@ def test_a_retried_search_continues_the_study_in_the_database(
     assert states[1] is optuna.trial.TrialState.FAIL
     assert states[2:] == [optuna.trial.TrialState.COMPLETE]
     assert results["search"]["trials"] == {"complete": 2, "fail": 1}
+
+
+def trial_jobs(database: Database, search_job_id: int) -> list[Job]:
+    with database.session() as session:
+        found = session.scalars(select(Job).where(Job.type == TRIALS_JOB).order_by(Job.id))
+        return [job for job in found if job.config["search_job_id"] == search_job_id]
+
+
+def test_a_trial_job_runs_trials_beside_the_search_and_its_best_trial_becomes_the_version(
+    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+) -> None:
+    dataset_id = import_dataset(settings, database, blobs, dataset_zip(tmp_path / "d.zip", CLASSES))
+    model_id = import_model(settings, database, blobs, tiny_weights(tmp_path / "w.safetensors"))
+    search = SearchConfig(
+        trials=3, startup_trials=3, parallel_trials=2, tune_trainable_layers=False
+    )
+    job_id = queue_training(database, model_id, dataset_id, epochs=1, search=search)
+    claim = claim_job(database, owner=new_lease_owner(), lease_seconds=30, job_id=job_id)
+    assert claim is not None
+    search_ctx = context(settings, database, blobs, job_id)
+    emit = search_ctx.emit
+    helper_results: list[dict[str, Any]] = []
+
+    def emit_and_let_the_trial_job_run(event_type: str, payload: dict[str, Any]) -> int:
+        seq = emit(event_type, payload)
+        if event_type == "log" and payload["message"].startswith("Trial jobs"):
+            # Another worker claims the trial job now and runs every trial of the study
+            # before the search job starts its own.
+            [helper] = trial_jobs(database, job_id)
+            assert claim_job(database, owner="other", lease_seconds=30, job_id=helper.id)
+            helper_results.append(run_trials(context(settings, database, blobs, helper.id)))
+            mark_succeeded(database, helper.id)
+        return seq
+
+    search_ctx.emit = emit_and_let_the_trial_job_run  # type: ignore[method-assign]
+    results = run_training_job(search_ctx)
+
+    [helper] = trial_jobs(database, job_id)
+    storage = create_storage(settings.resolved_database_url)
+    study = optuna.load_study(study_name=results["search"]["study"], storage=storage)
+    storage.engine.dispose()
+    assert {trial.user_attrs["jobId"] for trial in study.trials} == {helper.id}
+    assert helper_results == [{"searchJobId": job_id, "trials": results["search"]["trials"]}]
+    assert {e.payload["trial"] for e in events(database, helper.id, "trial")} == {0, 1, 2}
+    assert events(database, job_id, "trial") == []
+    # The search job took the trial job's best trial, weights and all, from the blob store.
+    best = study.best_trial
+    assert results["search"]["bestTrial"] == best.number
+    assert results["search"]["bestParams"] == best.params
+    assert blobs.exists(best.user_attrs["weightsBlob"])
+    with database.session() as session:
+        version = session.get(ModelVersion, results["modelVersionId"])
+        assert version is not None
+        assert version.inspection["details"]["trainingConfig"]["learning_rate"] == pytest.approx(
+            best.params["learning_rate"]
+        )
+
+
+def test_a_search_on_one_worker_cancels_the_trial_jobs_nobody_claimed(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    dataset_id = import_dataset(settings, database, blobs, dataset_zip(tmp_path / "d.zip", CLASSES))
+    model_id = import_model(settings, database, blobs, tiny_weights(tmp_path / "w.safetensors"))
+    search = SearchConfig(
+        trials=2, startup_trials=2, parallel_trials=3, tune_trainable_layers=False
+    )
+    job_id = queue_training(database, model_id, dataset_id, epochs=1, search=search)
+
+    # One worker: it runs the search job, which has every trial to itself.
+    claim = claim_job(env.db, owner=new_lease_owner(), lease_seconds=30, job_id=job_id)
+    assert claim is not None
+    run_claimed_job(env, claim)
+
+    job = read_job(database, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    helpers = trial_jobs(database, job_id)
+    assert len(helpers) == 2
+    assert all(helper.state is JobState.CANCELLED for helper in helpers)
+    assert (job.result or {})["search"]["trials"] == {"complete": 2}

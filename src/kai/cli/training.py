@@ -89,12 +89,20 @@ def train(
     search_time: Annotated[
         float, typer.Option(min=1.0, help="Seconds the search may take")
     ] = 3600.0,
+    search_parallel: Annotated[
+        int,
+        typer.Option(
+            min=1, max=16, help="Trials of the search that run at once, each on a free worker"
+        ),
+    ] = 1,
     watch: Annotated[bool, typer.Option(help="Follow the job until it ends")] = False,
 ) -> None:
     """Queue a training job (and follow it with --watch); prints the job id."""
     search = None
     if search_trials is not None:
-        search = SearchConfig(trials=search_trials, time_budget_seconds=search_time)
+        search = SearchConfig(
+            trials=search_trials, time_budget_seconds=search_time, parallel_trials=search_parallel
+        )
     try:
         training = TrainingConfig(
             epochs=epochs,

@@ -93,6 +93,9 @@ class SearchConfig(BaseModel):
         tune_augmentation: Search the augmentation strength.
         tune_label_smoothing: Search label smoothing between 0 and 0.2.
         startup_trials: Random trials before TPE and the pruner take over.
+        parallel_trials: Trials that run at once: the search job runs one and queues
+            this many less one trial jobs, which any free worker claims; all share
+            the study, and trial jobs no worker claimed by the end are cancelled.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -107,6 +110,7 @@ class SearchConfig(BaseModel):
     tune_augmentation: bool = True
     tune_label_smoothing: bool = True
     startup_trials: int = Field(4, ge=0, le=100)
+    parallel_trials: int = Field(1, ge=1, le=16)
 
 
 class TrainingConfig(BaseModel):

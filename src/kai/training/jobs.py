@@ -17,6 +17,7 @@ from kai.training.config import TrainingConfig, TrainingJobConfig
 from kai.training.starts import (
     NATIVE_TRAINABLE_FORMATS,
     TRAIN_JOB,
+    TRIALS_JOB,
     adapt_to_model,
     fine_tuning_obstacle,
     refuse_feature_only,
@@ -26,6 +27,7 @@ from kai.training.starts import (
 def register_job_handlers(registry: JobRegistry) -> None:
     """Register the training job kind with an entry point's registry."""
     registry.register(TRAIN_JOB, run_training_job, on_failure=fail_training_job)
+    registry.register(TRIALS_JOB, run_trials_job)
 
 
 def run_training_job(ctx: JobContext) -> dict[str, Any]:
@@ -61,6 +63,13 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
         return _run_whole(ctx, training, native=native)
     except GraphNotConvertible as exc:
         return _fall_back_to_features(ctx, job_config, exc)
+
+
+def run_trials_job(ctx: JobContext) -> dict[str, Any]:
+    """Run trials of a search job's study beside it (see :mod:`kai.training.search`)."""
+    from kai.training.search import run_trials
+
+    return run_trials(ctx)
 
 
 def _run_whole(ctx: JobContext, training: TrainingConfig, *, native: bool) -> dict[str, Any]:

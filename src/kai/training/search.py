@@ -11,13 +11,25 @@ attempt retried on any worker continues it, and the trial count is over every fi
 trial the study holds, whichever process ran it. The best trial's weights
 are kept beside the job's checkpoint as trials finish and become the job's
 model version; its epochs are sent as ``metrics`` events once, at the end.
+
+With ``parallelTrials`` above one the search job queues ``training.trials``
+jobs that any free worker claims. Each runs trials on the same study (its
+own sampler seed, so their first random trials differ) and appears with its
+own ``trial`` events; a trial that beats the study's best stores its weights
+as a blob named in the trial's attributes, so the search job can take the
+best trial whichever machine ran it. Every trial records the job that ran
+it, so a retried attempt fails only its own unfinished trials. When the
+study has its trials, the search job cancels trial jobs no worker claimed
+and waits for running ones to end their trial.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,15 +39,20 @@ import torch
 from optuna.samplers import TPESampler
 from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
-from optuna.trial import BaseTrial, FixedTrial, TrialState
+from optuna.trial import BaseTrial, FixedTrial, FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from kai.db.tables import Job
+from kai.db.tables import DatasetVersion, Job, JobState
 from kai.errors import InvalidInput, TrainingDiverged
 from kai.jobs.context import JobContext
-from kai.training import runs
-from kai.training.config import AugmentationPreset, SearchConfig, TrainingConfig
+from kai.jobs.dispatch import create_dispatcher
+from kai.jobs.records import request_cancel, submit_job
+from kai.models import get_version as get_model_version
+from kai.training import checkpoints, runs
+from kai.training.config import AugmentationPreset, SearchConfig, TrainingConfig, TrainingJobConfig
 from kai.training.runs import EPOCHS_END, Plan, RunState
+from kai.training.starts import TRIALS_JOB
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +63,29 @@ WEIGHT_DECAYS = (1e-6, 1e-1)
 LABEL_SMOOTHING_MAX = 0.2
 AUGMENTATIONS = tuple(preset.value for preset in AugmentationPreset)
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Trial attributes: the job that ran the trial, and the blob holding its weights.
+JOB_ATTR = "jobId"
+WEIGHTS_ATTR = "weightsBlob"
+_WAIT_SECONDS = 1.0
+
+
+class TrialJobConfig(BaseModel):
+    """The stored configuration of a ``training.trials`` job.
+
+    Attributes:
+        search_job_id: The search job whose study the trials join.
+        study: The study's name.
+        job: The search job's config, its model and dataset versions pinned.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_job_id: int
+    study: str
+    job: TrainingJobConfig
+
+
+Keeper = Callable[[optuna.Trial, float, RunState], None]
 
 
 @dataclass(frozen=True)
@@ -78,8 +118,14 @@ def run_search(ctx: JobContext) -> dict[str, Any]:
     storage = create_storage(ctx.settings.resolved_database_url)
     try:
         study = open_study(ctx, config, search, storage)
-        _optimize(ctx, study, _Objective(ctx, plan, config, search, folder), search)
-        best = load_best_trial(folder)
+        helpers = start_trial_jobs(ctx, job_config, plan, search, study.study_name)
+        try:
+            _optimize(ctx, study, _Objective(ctx, plan, config, search, folder), search)
+            end_trial_jobs(ctx, helpers)
+        except BaseException:
+            _cancel_jobs(ctx, helpers)
+            raise
+        best = best_trial_of(ctx, folder, study)
         if best is None:
             raise InvalidInput(
                 "No search trial finished: every trial was pruned, diverged or ran out of "
@@ -92,14 +138,132 @@ def run_search(ctx: JobContext) -> dict[str, Any]:
         storage.engine.dispose()
 
 
-def _optimize(ctx: JobContext, study: optuna.Study, objective: Any, search: SearchConfig) -> None:
-    ctx.log(f"Hyperparameter search: {search.trials} trials, study {study.study_name}")
-    if _counted(study) < search.trials:
-        study.optimize(
-            objective,
-            timeout=search.time_budget_seconds,
-            callbacks=[MaxTrialsCallback(search.trials, states=_COUNTED)],
+def run_trials(ctx: JobContext) -> dict[str, Any]:
+    """Run trials of a search job's study beside it, until the study has its trials."""
+    trial_job = TrialJobConfig.model_validate(ctx.config)
+    job_config = trial_job.job
+    # The training code reads the run's config from the context, as in the search job.
+    ctx.config = job_config.model_dump(mode="json")
+    config = job_config.training
+    search = _search_of(config)
+    folder = checkpoints.checkpoint_dir(ctx.settings.resolved_data_dir, ctx.job_id)
+    storage = create_storage(ctx.settings.resolved_database_url)
+    try:
+        if not _running(ctx, trial_job.search_job_id):
+            ctx.log(f"Search job {trial_job.search_job_id} is no longer running; no trials")
+            return {"searchJobId": trial_job.search_job_id, "trials": {}}
+        plan = runs.resolve_plan(ctx, job_config, folder)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(
+            study_name=trial_job.study,
+            storage=storage,
+            # Its own seed, so its random start explores other points than the search job's.
+            sampler=TPESampler(
+                seed=config.seed + ctx.job_id, n_startup_trials=search.startup_trials
+            ),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials),
         )
+        _fail_unfinished(ctx, study)
+        objective = _Objective(ctx, plan, config, search, folder, keep=_keep_as_blob(ctx))
+        _optimize(ctx, study, objective, search, search_job_id=trial_job.search_job_id)
+        own = [
+            t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(JOB_ATTR) == ctx.job_id
+        ]
+        return {"searchJobId": trial_job.search_job_id, "trials": _count_states(own)}
+    finally:
+        storage.engine.dispose()
+        checkpoints.remove_checkpoints(folder)
+
+
+def _optimize(
+    ctx: JobContext,
+    study: optuna.Study,
+    objective: Any,
+    search: SearchConfig,
+    *,
+    search_job_id: int | None = None,
+) -> None:
+    ctx.log(f"Hyperparameter search: {search.trials} trials, study {study.study_name}")
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
+        MaxTrialsCallback(search.trials, states=_COUNTED)
+    ]
+    if search_job_id is not None:
+        callbacks.append(_stop_when_ended(ctx, search_job_id))
+    if _counted(study) < search.trials:
+        study.optimize(objective, timeout=search.time_budget_seconds, callbacks=callbacks)
+
+
+def start_trial_jobs(
+    ctx: JobContext, job_config: TrainingJobConfig, plan: Plan, search: SearchConfig, study: str
+) -> list[int]:
+    """Queue the trial jobs that run beside this one (the same ones on a retry); their ids."""
+    if search.parallel_trials < 2:
+        return []
+    with ctx.db.session() as session:
+        model_version = get_model_version(session, plan.model_version_id).number
+        dataset_version = session.get(DatasetVersion, plan.dataset_version_id)
+        assert dataset_version is not None, "the plan's dataset version is pinned"
+        pinned = job_config.model_copy(
+            update={"model_version": model_version, "dataset_version": dataset_version.number}
+        )
+        config = TrialJobConfig(search_job_id=ctx.job_id, study=study, job=pinned)
+        jobs = [
+            submit_job(
+                session,
+                job_type=TRIALS_JOB,
+                config=config.model_dump(mode="json"),
+                idempotency_key=f"training-trials:{study}:{index}",
+                max_attempts=1,
+            )
+            for index in range(1, search.parallel_trials)
+        ]
+        ids = [job.id for job in jobs]
+    dispatcher = create_dispatcher(ctx.settings)
+    for job_id in ids:
+        dispatcher.dispatch(job_id)
+    ctx.log(f"Trial jobs {', '.join(map(str, ids))} run trials of this search beside it")
+    return ids
+
+
+def end_trial_jobs(ctx: JobContext, job_ids: list[int]) -> None:
+    """Cancel the trial jobs no worker claimed; wait for running ones to end their trial."""
+    while True:
+        running = []
+        with ctx.db.session() as session:
+            states = session.execute(select(Job.id, Job.state).where(Job.id.in_(job_ids))).all()
+            for job_id, state in states:
+                if state is JobState.QUEUED:
+                    request_cancel(session, job_id)
+                elif state is JobState.RUNNING:
+                    running.append(job_id)
+        if not running:
+            return
+        ctx.check_cancelled()
+        time.sleep(_WAIT_SECONDS)
+
+
+def _cancel_jobs(ctx: JobContext, job_ids: list[int]) -> None:
+    with ctx.db.session() as session:
+        states = session.execute(select(Job.id, Job.state).where(Job.id.in_(job_ids))).all()
+        for job_id, state in states:
+            if state in (JobState.QUEUED, JobState.RUNNING):
+                request_cancel(session, job_id)
+
+
+def _running(ctx: JobContext, job_id: int) -> bool:
+    with ctx.db.session() as session:
+        return session.scalar(select(Job.state).where(Job.id == job_id)) is JobState.RUNNING
+
+
+def _stop_when_ended(
+    ctx: JobContext, search_job_id: int
+) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def stop(study: optuna.Study, trial: FrozenTrial) -> None:
+        del trial
+        if not _running(ctx, search_job_id):
+            study.stop()
+
+    return stop
 
 
 def study_name(ctx: JobContext) -> str:
@@ -123,10 +287,15 @@ def open_study(
         direction="maximize",
         load_if_exists=True,
     )
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # One process runs a job's trials, so a running trial is an earlier attempt's.
-        study.tell(trial.number, state=TrialState.FAIL)
+    _fail_unfinished(ctx, study)
     return study
+
+
+def _fail_unfinished(ctx: JobContext, study: optuna.Study) -> None:
+    """Fail the trials an earlier attempt of this job left running (trial jobs run others)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(JOB_ATTR, ctx.job_id) == ctx.job_id:
+            study.tell(trial.number, state=TrialState.FAIL)
 
 
 def create_storage(database_url: str) -> RDBStorage:
@@ -187,12 +356,16 @@ class _Objective:
         config: TrainingConfig,
         search: SearchConfig,
         folder: Path,
+        *,
+        keep: Keeper | None = None,
     ) -> None:
         self.ctx, self.plan, self.config = ctx, plan, config
         self.search, self.folder = search, folder
+        self.keep = keep or self._keep_if_best
         self.started = time.monotonic()
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(JOB_ATTR, self.ctx.job_id)
         trial_config = suggest_config(trial, self.config, self.search, self.plan)
         torch.manual_seed(self.config.seed + trial.number)
         state = runs.create_run_state(self.ctx, self.plan, trial_config)
@@ -208,7 +381,7 @@ class _Objective:
             self._emit(trial, "diverged", error=exc.message)
             raise optuna.TrialPruned(exc.message) from exc
         value = best_accuracy(state)
-        self._keep_if_best(trial, value, state)
+        self.keep(trial, value, state)
         self._emit(trial, "complete", value=value, epochs=len(state.history))
         return value
 
@@ -234,15 +407,52 @@ class _Objective:
         best = load_best_trial(self.folder)
         if best is not None and best.value >= value:
             return
-        kept = BestTrial(
-            number=trial.number,
-            value=value,
-            params=dict(trial.params),
-            history=state.history,
-            best_epoch=state.best_epoch,
-            network=state.best_network,
-        )
-        save_best_trial(self.folder, kept)
+        save_best_trial(self.folder, _best_of(trial, value, state))
+
+
+def _keep_as_blob(ctx: JobContext) -> Keeper:
+    """Store a trial's weights as a blob, named in its attributes, when it beats the study."""
+
+    def keep(trial: optuna.Trial, value: float, state: RunState) -> None:
+        finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if any(other.value is not None and other.value >= value for other in finished):
+            return
+        record = _best_of(trial, value, state)
+        path = ctx.work_dir / f"trial-{trial.number}.pt"
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(record.__dict__, path)
+        trial.set_user_attr(WEIGHTS_ATTR, ctx.blobs.put_file(path))
+        path.unlink()
+
+    return keep
+
+
+def _best_of(trial: optuna.Trial, value: float, state: RunState) -> BestTrial:
+    return BestTrial(
+        number=trial.number,
+        value=value,
+        params=dict(trial.params),
+        history=state.history,
+        best_epoch=state.best_epoch,
+        network=state.best_network,
+    )
+
+
+def best_trial_of(ctx: JobContext, folder: Path, study: optuna.Study) -> BestTrial | None:
+    """The best finished trial, kept by this job or by a trial job, with its weights."""
+    kept = load_best_trial(folder)
+    stored = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if WEIGHTS_ATTR in trial.user_attrs and trial.value is not None
+    ]
+    elsewhere = max(stored, key=lambda t: (t.value, -t.number), default=None)
+    if elsewhere is None or elsewhere.value is None:
+        return kept
+    if kept is not None and kept.value >= elsewhere.value:
+        return kept
+    data = ctx.blobs.read_bytes(str(elsewhere.user_attrs[WEIGHTS_ATTR]))
+    return BestTrial(**torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
 
 
 def best_accuracy(state: RunState) -> float:
@@ -306,7 +516,11 @@ def _counted(study: optuna.Study) -> int:
 
 
 def _trial_counts(study: optuna.Study) -> dict[str, int]:
+    return _count_states(study.get_trials(deepcopy=False))
+
+
+def _count_states(trials: list[FrozenTrial]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
     return counts

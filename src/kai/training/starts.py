@@ -40,6 +40,8 @@ from kai.training.config import SearchConfig, TrainingConfig, TrainingJobConfig
 logger = logging.getLogger(__name__)
 
 TRAIN_JOB = "training.run"
+# Trials of a search job's study, run beside it by any free worker.
+TRIALS_JOB = "training.trials"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
 # Graphs fine-tuned whole when they convert to PyTorch, by feature extraction otherwise.
 CONVERTIBLE_FORMATS = frozenset({"onnx"})

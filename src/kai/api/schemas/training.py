@@ -24,7 +24,8 @@ class TrainingStartCreate(ApiModel):
 
     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
     ``enableHyperparameterTuning`` searches with Optuna (``searchTrials`` trials
-    within ``searchTimeBudgetSeconds``); the fields after it are optional.
+    within ``searchTimeBudgetSeconds``, ``searchParallelTrials`` of them at once on
+    free workers); the fields after it are optional.
     """
 
     model_id: int
@@ -48,6 +49,7 @@ class TrainingStartCreate(ApiModel):
     enable_hyperparameter_tuning: bool = False
     search_trials: int = Field(12, ge=1, le=500)
     search_time_budget_seconds: float = Field(3600.0, gt=0)
+    search_parallel_trials: int = Field(1, ge=1, le=16)
     quick_trial: bool = False
     cross_validation_folds: int | None = Field(None, ge=2, le=20)
     augmentation: AugmentationPreset = AugmentationPreset.STANDARD
@@ -71,7 +73,9 @@ class TrainingStartCreate(ApiModel):
         search = None
         if self.enable_hyperparameter_tuning:
             search = SearchConfig(
-                trials=self.search_trials, time_budget_seconds=self.search_time_budget_seconds
+                trials=self.search_trials,
+                time_budget_seconds=self.search_time_budget_seconds,
+                parallel_trials=self.search_parallel_trials,
             )
         training = TrainingConfig(
             learning_rate=self.learning_rate,
