@@ -112,7 +112,8 @@ def test_the_old_spelling_of_the_transfer_flag_is_accepted(
         ("keras", {"useTransferLearning": False}, "cannot be combined with training from scratch"),
         ("torchscript", {}, "'torchscript', which Kai cannot train: a TorchScript"),
         ("transformers", {}, "training transformers models is not built yet"),
-        ("tensorflow", {}, "Kai cannot read features out of a TensorFlow SavedModel"),
+        ("tensorflow", {}, "Kai cannot read features out of a frozen TensorFlow graph"),
+        ("savedmodel", {}, "returns no embedding beside its class scores"),
         ("pytorch_state_dict", {"batchSize": 64}, "batchSize 64 is larger than the training"),
         ("pytorch_state_dict", {"epochs": 0}, "epochs"),
     ],
@@ -135,11 +136,12 @@ def test_requests_that_cannot_train_are_refused_before_a_job_starts(
     assert not [job for job in jobs if job["type"] == "training.run"]
 
 
-@pytest.mark.parametrize("model_format", ["onnx", "tflite"])
+@pytest.mark.parametrize("model_format", ["onnx", "tflite", "savedmodel"])
 def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
     client: TestClient, admin: Account, runtime: Runtime, dataset_id: int, model_format: str
 ) -> None:
-    model_id = add_model(runtime, model_format)
+    details = {"featuresOutput": "features"} if model_format == "savedmodel" else None
+    model_id = add_model(runtime, model_format, details)
     response = client.post(START, json=request(model_id, dataset_id), headers=admin.headers)
     assert response.status_code == 202, response.text
     read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)

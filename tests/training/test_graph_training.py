@@ -6,6 +6,7 @@ test_onnx_fine_tuning.py.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from kai.quality.backbones import resolve_embedder
 from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
 from models.model_factories import linear_onnx_graph, save_torchscript, tiny_model
+from models.savedmodel_factories import build_saved_models
 from models.tflite_factories import linear_tflite
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -180,6 +182,33 @@ def test_a_tflite_model_trains_a_head_that_predicts(
     job = read_job(database, evaluation_job)
     assert job.state is JobState.SUCCEEDED, job.error
     assert (job.result or {})["accuracy"] > 0.9
+
+
+def test_a_savedmodel_with_an_embedding_output_trains_a_head_that_predicts(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    # Looked up, not imported: TensorFlow runs in the import sandbox and a worker process.
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs the tensorflow extra: pip install -e '.[tensorflow]'")
+    saved = build_saved_models(tmp_path / "saved", tmp_path / "canary")["classifier"]
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+
+    results, version = train_graph(settings, database, blobs, env, saved, dataset_id)
+
+    assert version.format == "kai_head"
+    assert results["featureExtraction"] == {  # the signature's pooled RGB "features" output
+        "backbone": f"model-version-{version.parent_id}-32px",
+        "embeddingWidth": 3,
+    }
+    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }
 
 
 def test_a_keras_model_asked_for_feature_extraction_trains_a_head_over_its_features(

@@ -7,10 +7,11 @@ again in its own process and fine-tunes the network under a new head. A
 Keras model fine-tunes its own network through Keras's PyTorch backend in
 one plain run (the job falls back to feature extraction when its head or
 layers do not allow that). Other graph models (an ONNX graph that does not
-convert, TFLite, or a head Kai trained over one) train only by feature
-extraction, their frozen graph embedding the images, so a job on one has
-``featureExtraction`` turned on in its stored config. SavedModel and
-TorchScript graphs give no features and are refused.
+convert, TFLite, a SavedModel whose signature returns an embedding, or a
+head Kai trained over one) train only by feature extraction, their frozen
+graph embedding the images, so a job on one has ``featureExtraction`` turned
+on in its stored config. TorchScript programs, frozen TensorFlow graphs and
+SavedModels without an embedding output give no features and are refused.
 
 What can be judged at once is: a format Kai cannot train yet, a dataset
 with fewer than two classes, a batch larger than the training split, more
@@ -46,14 +47,15 @@ TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
 # Graphs fine-tuned whole when they convert to PyTorch, by feature extraction otherwise.
 CONVERTIBLE_FORMATS = frozenset({"onnx"})
 # Their predictors give features but their graphs take no new head: a head trains over them.
-FEATURE_ONLY_FORMATS = frozenset({"tflite", "kai_head"})
+FEATURE_ONLY_FORMATS = frozenset({"tflite", "savedmodel", "kai_head"})
 GRAPH_FORMATS = CONVERTIBLE_FORMATS | FEATURE_ONLY_FORMATS
 # Their own network fine-tunes on PyTorch through their framework (Keras 3's torch backend).
 NATIVE_TRAINABLE_FORMATS = frozenset({"keras"})
 # Why the formats that are neither trainable nor feature-only are refused.
 _REFUSALS = {
     "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
-    "tensorflow": "Kai cannot read features out of a TensorFlow SavedModel or frozen graph",
+    "tensorflow": "Kai cannot read features out of a frozen TensorFlow graph, which names no "
+    "embedding (export a SavedModel whose signature returns one)",
 }
 MIN_CLASSES = 2
 _PENDING = (JobState.QUEUED, JobState.RUNNING)
@@ -117,6 +119,15 @@ def check_model_version(version: ModelVersion) -> None:
             f"Model version {version.number} is an ONNX graph whose output does not come "
             "from a Gemm or MatMul head, so Kai cannot tell which tensor holds its features "
             "to train a new head on; export the graph with its linear classifier last",
+            details={"field": "modelId", "format": version.format},
+        )
+    # A SavedModel gives features only when its signature returns an embedding output.
+    if version.format == "savedmodel" and not details.get("featuresOutput"):
+        raise InvalidInput(
+            f"Model version {version.number} is a TensorFlow SavedModel whose "
+            "'serving_default' signature returns no embedding beside its class scores, so "
+            "there are no features to train a new head on; export it with a second output "
+            "named like 'features' or 'embedding'",
             details={"field": "modelId", "format": version.format},
         )
     if version.format in TRAINABLE_FORMATS | GRAPH_FORMATS | NATIVE_TRAINABLE_FORMATS:
