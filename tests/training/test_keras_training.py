@@ -42,7 +42,8 @@ from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
 from kai.training.jobs import run_training_job
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+# Model formats, not the database: they run once, on SQLite.
+pytestmark = [pytest.mark.slow]
 
 TWO_CLASSES = {"ceramic": 6, "stone": 6}
 SIZE_PX = 32

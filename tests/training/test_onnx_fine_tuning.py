@@ -38,7 +38,8 @@ from kai.training.jobs import run_training_job
 from kai.training.search import create_storage
 from models.model_factories import SIZE_PX, save_onnx
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+# Model formats, not the database: they run once, on SQLite.
+pytestmark = [pytest.mark.slow]
 
 CLASSES = {"ceramic": 6, "stone": 6}
 
