@@ -44,7 +44,7 @@ from kai.jobs.context import JobContext
 from kai.models.formats import architectures
 from kai.models.formats.frozen_heads import HEAD_NAME, write_head
 from kai.training import checkpoints, runs
-from kai.training.config import ClassBalance, TrainingConfig
+from kai.training.config import ClassBalance, TrainingConfig, TrainingJobConfig
 from kai.training.data import balanced_target_sampler
 from kai.training.devices import CPU_PLAN, DevicePlan
 from kai.training.loop import EarlyStopper
@@ -59,6 +59,19 @@ logger = logging.getLogger(__name__)
 EMBED_END = 0.5
 # Rows, not images: no channels to lay out.
 ROWS_PLAN = DevicePlan(CPU_PLAN.device, torch.contiguous_format)
+
+
+def run_feature_extraction_instead(
+    ctx: JobContext, job_config: TrainingJobConfig, why: str
+) -> dict[str, Any]:
+    """Train a head over the model's features after its network proved untrainable here.
+
+    ``why`` opens the warning the job logs, and the stored config says so from now on.
+    """
+    ctx.log(f"{why}; a new head trains over its frozen features instead", level="warning")
+    training = job_config.training.model_copy(update={"feature_extraction": True})
+    ctx.config = job_config.model_copy(update={"training": training}).model_dump(mode="json")
+    return run_feature_extraction(ctx)
 
 
 def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:

@@ -107,16 +107,11 @@ def _fall_back_to_features(
     with ctx.db.session() as session:
         version = resolve_model_version(session, job_config.model_id, job_config.model_version)
         refuse_feature_only(version, job_config.training, obstacle)
-    ctx.log(
-        f"Full fine-tuning is not possible: {obstacle}; a new head trains over the graph's "
-        "frozen features instead",
-        level="warning",
-    )
-    training = job_config.training.model_copy(update={"feature_extraction": True})
-    ctx.config = job_config.model_copy(update={"training": training}).model_dump(mode="json")
-    from kai.training.features import run_feature_extraction
+    from kai.training.features import run_feature_extraction_instead
 
-    return run_feature_extraction(ctx)
+    return run_feature_extraction_instead(
+        ctx, job_config, f"Full fine-tuning is not possible: {obstacle}"
+    )
 
 
 def fail_training_job(ctx: JobContext, reason: str) -> None:

@@ -35,6 +35,7 @@ from kai.models.formats.keras_models import (
 from kai.training import checkpoints, runs
 from kai.training.config import TrainingConfig, TrainingJobConfig
 from kai.training.devices import DevicePlan, choose_device, out_of_memory_as
+from kai.training.features import run_feature_extraction_instead
 from kai.training.keras_networks import (
     KerasNetwork,
     find_backend_problem,
@@ -43,10 +44,7 @@ from kai.training.keras_networks import (
     parameter_groups,
     replace_head,
 )
-from kai.training.loop import EarlyStopper
 from kai.training.runs import EPOCHS_END, OUT_OF_MEMORY, Plan, RunState
-from kai.training.schedules import PlateauScale, create_schedule
-from kai.training.transfer import create_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -141,21 +139,8 @@ def create_keras_state(
     ``groups`` are the layer groups in the wrapper's parameter names.
     """
     device = keras_device_plan()
-    loaders = runs.create_loaders(ctx, plan, config)
-    optimizer = create_optimizer(network, config, groups)
-    plateau = PlateauScale()
     ctx.log(f"Fine-tuning the Keras network on PyTorch, computing on {device.label}")
-    return RunState(
-        network=network,
-        groups=groups,
-        optimizer=optimizer,
-        scheduler=create_schedule(optimizer, config, len(loaders["train"]), plateau),
-        stopper=EarlyStopper(config.early_stopping_patience, config.early_stopping_min_delta),
-        loaders=loaders,
-        loss_fn=runs.create_loss(plan, config, device),
-        device=device,
-        plateau=plateau,
-    )
+    return runs.assemble_run_state(plan, config, network, groups, device, ctx)
 
 
 def keras_device_plan() -> DevicePlan:
@@ -181,14 +166,6 @@ def store_keras_model(ctx: JobContext, network: KerasNetwork) -> models.StoredFi
 
 def fall_back(ctx: JobContext, job_config: TrainingJobConfig, reason: str) -> dict[str, Any]:
     """Train a head over the model's features instead, saying why the network itself cannot."""
-    ctx.log(
-        f"The Keras network cannot be fine-tuned: {reason}; a new head trains over its "
-        "frozen features instead",
-        level="warning",
-    )
-    training = job_config.training.model_copy(update={"feature_extraction": True})
-    ctx.config = job_config.model_copy(update={"training": training}).model_dump(mode="json")
-    from kai.training.features import run_feature_extraction
-
-    results = run_feature_extraction(ctx)
+    why = f"The Keras network cannot be fine-tuned: {reason}"
+    results = run_feature_extraction_instead(ctx, job_config, why)
     return results | {"fineTuning": {"mode": "featureExtraction", "reason": reason}}

@@ -297,10 +297,24 @@ def create_run_state(
     groups = resolve_layer_groups(network, plan.layer_groups)
     device = choose_device(shard[0] if shard else 0)
     network = network.to(device.device).to(memory_format=device.memory_format)
+    ctx.log(f"Computing on {device.label}")
+    return assemble_run_state(plan, config, network, groups, device, ctx, shard=shard)
+
+
+def assemble_run_state(
+    plan: Plan,
+    config: TrainingConfig,
+    network: nn.Module,
+    groups: list[LayerGroup],
+    device: DevicePlan,
+    ctx: JobContext,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> RunState:
+    """A ready network's run state: its loaders, optimizer, schedule, stopper and loss."""
     loaders = create_loaders(ctx, plan, config, shard)
     optimizer = create_optimizer(network, config, groups)
     plateau = PlateauScale()
-    ctx.log(f"Computing on {device.label}")
     return RunState(
         network=network,
         groups=groups,
