@@ -2250,7 +2250,8 @@ export interface components {
          *
          *     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
          *     ``enableHyperparameterTuning`` searches with Optuna (``searchTrials`` trials
-         *     within ``searchTimeBudgetSeconds``); the fields after it are optional.
+         *     within ``searchTimeBudgetSeconds``, ``searchParallelTrials`` of them at once on
+         *     free workers); the fields after it are optional.
          */
         TrainingStartCreate: {
             /** Modelid */
@@ -2321,6 +2322,11 @@ export interface components {
              * @default 3600
              */
             searchTimeBudgetSeconds?: number;
+            /**
+             * Searchparalleltrials
+             * @default 1
+             */
+            searchParallelTrials?: number;
             /**
              * Quicktrial
              * @default false
