@@ -114,6 +114,42 @@ def test_uploaded_model_is_listed_and_trains_on_a_dataset(
     page.screenshot(path=screenshot_dir / "models-07-trained-version.png", full_page=True)
 
 
+def test_a_search_started_from_the_panel_lists_its_trials(
+    page: Page,
+    sign_in: SignIn,
+    tiny_model_file: Path,
+    dataset_zip: DatasetZip,
+    uploaded_dataset: UploadedDataset,
+    screenshot_dir: Path,
+) -> None:
+    uploaded_dataset(dataset_zip("search-tiles"), "Search tiles")
+    sign_in(page)
+    _upload_model(page, tiny_model_file, "Searched classifier", screenshot_dir)
+
+    _nav(page, "Datasets").click()
+    page.get_by_role("link", name="Search tiles").click()
+    page.get_by_role("button", name="Train").click()
+    form = page.get_by_role("dialog", name="Train a model")
+    form.get_by_label("Model", exact=True).select_option(label="Searched classifier")
+    form.get_by_label("Epochs").fill("1")
+    form.get_by_label("Batch size").fill("4")
+    expect(form.get_by_label("Search trials")).to_have_count(0)
+    form.get_by_label("Search the hyperparameters").check()
+    form.get_by_label("Search trials").fill("2")
+    expect(form.get_by_label("Trials at once")).to_have_value("1")
+    page.screenshot(path=screenshot_dir / "models-08-search-form.png")
+    form.get_by_role("button", name="Start training").click()
+
+    expect(page.get_by_role("heading", name="Job #")).to_be_visible()
+    expect(page.locator(".card .badge").first).to_have_text("succeeded", timeout=SLOW_JOB_MS)
+    trials = page.get_by_role("table", name="Search trials").locator("tbody tr")
+    expect(trials).to_have_count(2)
+    for row in (trials.nth(0), trials.nth(1)):
+        expect(row.locator("td").nth(1)).to_have_text(re.compile(r"complete|pruned|diverged"))
+    expect(trials.first.locator("td").nth(3)).to_contain_text("learning_rate")
+    page.screenshot(path=screenshot_dir / "models-09-search-job.png", full_page=True)
+
+
 def test_dataset_page_shows_the_quality_score_after_import(
     page: Page,
     sign_in: SignIn,

@@ -18,6 +18,11 @@ interface Message {
   stage?: string;
   done?: number;
   total?: number;
+  /** A search trial's number, its status (`running`, `epoch`, `complete`...) and value. */
+  trial?: number;
+  status?: string;
+  value?: number;
+  params?: Record<string, unknown>;
 }
 
 /** A metric's value: a number, or a flag the run raised. */
@@ -152,6 +157,13 @@ export function describeEvent(event: LiveEvent): string {
     }
     case "metrics":
       return `Epoch ${event.epoch ?? "?"}: ${formatMetrics(event.metrics ?? {})}`;
+    case "trial": {
+      const value =
+        typeof event.value === "number" ? `, validation accuracy ${event.value.toFixed(3)}` : "";
+      const status =
+        event.status === "epoch" ? `epoch ${event.epoch ?? "?"}` : (event.status ?? "?");
+      return `Trial ${event.trial ?? "?"}: ${status}${value}`;
+    }
     case "completed":
       return "Finished successfully.";
     case "error":

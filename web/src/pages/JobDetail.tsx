@@ -66,6 +66,56 @@ function MetricsTable({ events }: { events: LiveEvent[] }) {
   );
 }
 
+/** A search's trials: each one's latest status, its validation accuracy and what it tried. */
+function TrialsTable({ events }: { events: LiveEvent[] }) {
+  const trials = new Map<number, { status: string; value?: number; params?: string }>();
+  for (const event of events) {
+    if (event.type !== "trial" || typeof event.trial !== "number") continue;
+    const seen = trials.get(event.trial) ?? { status: "running" };
+    const params = event.params ? formatParams(event.params) : seen.params;
+    const status = event.status === "epoch" ? seen.status : (event.status ?? seen.status);
+    trials.set(event.trial, { status, value: event.value ?? seen.value, params });
+  }
+  if (trials.size === 0) return null;
+  return (
+    <Card title="Search trials">
+      <table className="table compact" aria-label="Search trials">
+        <thead>
+          <tr>
+            <th>Trial</th>
+            <th>Status</th>
+            <th className="numeric">Validation accuracy</th>
+            <th>Hyperparameters</th>
+          </tr>
+        </thead>
+        <tbody>
+          {[...trials.entries()]
+            .sort(([a], [b]) => a - b)
+            .map(([number, trial]) => (
+              <tr key={number} data-trial={number}>
+                <td>{number}</td>
+                <td>{trial.status}</td>
+                <td className="numeric">
+                  {typeof trial.value === "number" ? trial.value.toFixed(4) : "—"}
+                </td>
+                <td className="small">{trial.params ?? "—"}</td>
+              </tr>
+            ))}
+        </tbody>
+      </table>
+    </Card>
+  );
+}
+
+function formatParams(params: Record<string, unknown>): string {
+  return Object.entries(params)
+    .map(
+      ([name, value]) =>
+        `${name} ${typeof value === "number" && !Number.isInteger(value) ? value.toPrecision(3) : String(value)}`,
+    )
+    .join(" · ");
+}
+
 function EventLog({ events }: { events: LiveEvent[] }) {
   const list = useRef<HTMLOListElement>(null);
   // Keep the newest event in view inside the log, without scrolling the page.
@@ -203,6 +253,7 @@ export function JobDetail({ jobId }: { jobId: number }) {
             job={data}
             progress={isFinished(data.status) && data.status === "succeeded" ? 1 : progress}
           />
+          <TrialsTable events={stream.events} />
           <MetricsTable events={stream.events} />
           <EventLog events={stream.events} />
         </>

@@ -24,6 +24,9 @@ const DEFAULTS: Required<
     | "enableEarlyStopping"
     | "enableDataAugmentation"
     | "validationSplit"
+    | "enableHyperparameterTuning"
+    | "searchTrials"
+    | "searchParallelTrials"
   >
 > = {
   learningRate: 0.001,
@@ -35,17 +38,32 @@ const DEFAULTS: Required<
   enableEarlyStopping: true,
   enableDataAugmentation: true,
   validationSplit: 0.2,
+  enableHyperparameterTuning: false,
+  searchTrials: 12,
+  searchParallelTrials: 1,
 };
 
-type Numbers = "learningRate" | "epochs" | "batchSize" | "trainableLayersCount" | "validationSplit";
+type Numbers =
+  | "learningRate"
+  | "epochs"
+  | "batchSize"
+  | "trainableLayersCount"
+  | "validationSplit"
+  | "searchTrials"
+  | "searchParallelTrials";
 type Flags =
-  "useTransferLearning" | "freezeBaseModel" | "enableEarlyStopping" | "enableDataAugmentation";
+  | "useTransferLearning"
+  | "freezeBaseModel"
+  | "enableEarlyStopping"
+  | "enableDataAugmentation"
+  | "enableHyperparameterTuning";
 
 const FLAGS: readonly [Flags, string][] = [
   ["useTransferLearning", "Start from the model's pretrained weights"],
   ["freezeBaseModel", "Freeze the base model"],
   ["enableEarlyStopping", "Stop early when validation stops improving"],
   ["enableDataAugmentation", "Augment training images (flips, crops, colour)"],
+  ["enableHyperparameterTuning", "Search the hyperparameters (Optuna, the best trial is kept)"],
 ];
 
 function ChoiceSelect({
@@ -237,6 +255,28 @@ export function TrainDialog({
             </label>
           ))}
         </fieldset>
+        {settings.enableHyperparameterTuning && (
+          <div className="form-grid">
+            <NumberField
+              label="Search trials"
+              hint="Trials to finish; pruned ones count."
+              value={settings.searchTrials}
+              onChange={setNumber("searchTrials")}
+              min={1}
+              max={500}
+              step={1}
+            />
+            <NumberField
+              label="Trials at once"
+              hint="Each beyond the first runs on another free worker."
+              value={settings.searchParallelTrials}
+              onChange={setNumber("searchParallelTrials")}
+              min={1}
+              max={16}
+              step={1}
+            />
+          </div>
+        )}
         <div className="dialog-actions">
           <button type="button" className="button-secondary" onClick={onClose}>
             Cancel
