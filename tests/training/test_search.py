@@ -161,13 +161,13 @@ def test_a_trial_job_runs_trials_beside_the_search_and_its_best_trial_becomes_th
     [helper] = trial_jobs(database, job_id)
     storage = create_storage(settings.resolved_database_url)
     study = optuna.load_study(study_name=results["search"]["study"], storage=storage)
+    trials, best = study.trials, study.best_trial
     storage.engine.dispose()
-    assert {trial.user_attrs["jobId"] for trial in study.trials} == {helper.id}
+    assert {trial.user_attrs["jobId"] for trial in trials} == {helper.id}
     assert helper_results == [{"searchJobId": job_id, "trials": results["search"]["trials"]}]
     assert {e.payload["trial"] for e in events(database, helper.id, "trial")} == {0, 1, 2}
     assert events(database, job_id, "trial") == []
     # The search job took the trial job's best trial, weights and all, from the blob store.
-    best = study.best_trial
     assert results["search"]["bestTrial"] == best.number
     assert results["search"]["bestParams"] == best.params
     assert blobs.exists(best.user_attrs["weightsBlob"])
