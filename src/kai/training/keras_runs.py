@@ -139,8 +139,9 @@ def create_keras_state(
     ``groups`` are the layer groups in the wrapper's parameter names.
     """
     device = keras_device_plan()
+    state = runs.assemble_run_state(plan, config, network, groups, device, ctx)
     ctx.log(f"Fine-tuning the Keras network on PyTorch, computing on {device.label}")
-    return runs.assemble_run_state(plan, config, network, groups, device, ctx)
+    return state
 
 
 def keras_device_plan() -> DevicePlan:

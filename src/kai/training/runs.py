@@ -297,8 +297,10 @@ def create_run_state(
     groups = resolve_layer_groups(network, plan.layer_groups)
     device = choose_device(shard[0] if shard else 0)
     network = network.to(device.device).to(memory_format=device.memory_format)
+    state = assemble_run_state(plan, config, network, groups, device, ctx, shard=shard)
+    # Logged once the network, loaders and optimizer are ready: training starts here.
     ctx.log(f"Computing on {device.label}")
-    return assemble_run_state(plan, config, network, groups, device, ctx, shard=shard)
+    return state
 
 
 def assemble_run_state(
