@@ -7,6 +7,7 @@ generated at first start and kept in the metadata database.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -100,3 +101,9 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read the settings from the environment."""
     return Settings()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)

@@ -15,7 +15,6 @@ checks is skipped with its reason, within the configured bound
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kai.config import Settings
+from kai.config import Settings, usable_cores
 from kai.datasets.filesets import FileSet
 from kai.datasets.layouts import MIN_CLASSES, Layout, PlannedFile, SkippedFile, require_classes
 from kai.datasets.splits import SplitItem, assign_splits
@@ -183,7 +182,7 @@ class Ingester:
     ) -> list[IngestedSample]:
         # One thread per core: blob writes no longer wait on the disk (the batch syncs once),
         # and more threads than cores only fight over the interpreter lock.
-        workers = min(MAX_WORKERS, os.cpu_count() or 1)
+        workers = min(MAX_WORKERS, usable_cores())
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         pending: deque[tuple[Future[IngestedSample | SkippedFile], int]] = deque()
         samples: list[IngestedSample] = []

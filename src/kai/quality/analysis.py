@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from kai.config import usable_cores
 from kai.db.tables import IssueType
 from kai.errors import NotFound
 from kai.quality.balance import compute_class_balance
@@ -136,13 +136,13 @@ StatsOutcome = tuple[ImageStats | None, str | None]
 @contextmanager
 def _statistics_pool(count: int) -> Iterator[Callable[[list[bytes | str]], list[StatsOutcome]]]:
     """A function computing the statistics of a chunk of files, on every core when it pays."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2 or count < _MIN_FOR_PROCESSES:
+    cores = usable_cores()
+    if cores < 2 or count < _MIN_FOR_PROCESSES:
         yield lambda contents: [_statistics(content) for content in contents]
         return
     # Forked, so the workers start at once with the modules already imported.
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(cores or 1, MAX_WORKERS), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(cores, MAX_WORKERS), mp_context=context) as pool:
         yield lambda contents: list(pool.map(_statistics, contents, chunksize=_PROCESS_BATCH))
 
 

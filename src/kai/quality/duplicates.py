@@ -155,19 +155,17 @@ def _before_gap(distances: NDArray[np.float64], thresholds: Thresholds) -> NDArr
     neighbour must exist, and exact copies (distance zero) never end the run.
     """
     count = min(MAX_COPIES_BEFORE_GAP, distances.shape[1] - 1)
-    marked = np.zeros(distances.shape, dtype=bool)
     if count < 1:
-        return marked
+        return np.zeros(distances.shape, dtype=bool)
     here, after = distances[:, :count], distances[:, 1 : count + 1]
     gaps = (
         (here <= thresholds.embedding_duplicate_gap * after)
         & (here > _SAME_FILE_DISTANCE)
         & np.isfinite(after)
     )
-    rows = np.flatnonzero(gaps.any(axis=1))
-    first = gaps[rows].argmax(axis=1)
-    for row, last in zip(rows, first, strict=True):
-        marked[row, : last + 1] = True
+    # Every column up to the first gap; none in a row without one.
+    first = np.where(gaps.any(axis=1), gaps.argmax(axis=1), -1)
+    marked: NDArray[np.bool_] = np.arange(distances.shape[1])[None, :] <= first[:, None]
     return marked
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from collections.abc import Sequence, Sized
 
 import torch
@@ -27,6 +26,7 @@ from torch.utils.data import (
 )
 from torchvision.transforms import v2
 
+from kai.config import usable_cores
 from kai.errors import InvalidImage
 from kai.models.formats import InputSpec
 from kai.storage.blobs import BlobStore
@@ -225,5 +225,4 @@ def balanced_target_sampler(
 
 def loader_workers() -> int:
     """Decoding processes: one core is left to the training step, at most a few."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(MAX_LOADER_WORKERS, (cores or 1) - 1))
+    return max(0, min(MAX_LOADER_WORKERS, usable_cores() - 1))

@@ -73,7 +73,7 @@ def run_keras_training(ctx: JobContext) -> dict[str, Any]:
     stored = store_keras_model(ctx, network)
     extra = {"fineTuning": {"mode": "kerasNetwork"}}
     results = runs.write_results(
-        ctx, plan, config, state, evaluation, extra, weights=stored, layer_groups=groups
+        ctx, plan, config, state, evaluation, extra, network_file=stored, layer_groups=groups
     )
     checkpoints.remove_checkpoints(folder)
     ctx.progress(1.0, stage="done", force=True)
@@ -153,7 +153,7 @@ def keras_device_plan() -> DevicePlan:
     return DevicePlan(choose_device().device, torch.channels_last, None)
 
 
-def store_keras_model(ctx: JobContext, network: KerasNetwork) -> models.StoredFile:
+def store_keras_model(ctx: JobContext, network: KerasNetwork) -> runs.StoredNetwork:
     """The trained model saved as ``.keras``, read back through the checked loader, stored."""
     network.restore_trainable()
     target = ctx.work_dir / "trained" / KERAS_ARCHIVE_NAME
@@ -162,7 +162,8 @@ def store_keras_model(ctx: JobContext, network: KerasNetwork) -> models.StoredFi
     # A version Kai itself could not load again is never written.
     load_checked(target)
     sha256 = ctx.blobs.put_file(target)
-    return models.StoredFile("weights", KERAS_ARCHIVE_NAME, sha256, target.stat().st_size)
+    file = models.StoredFile("weights", KERAS_ARCHIVE_NAME, sha256, target.stat().st_size)
+    return runs.StoredNetwork(file, safety_checks=(models.KERAS_CHECK,))
 
 
 def fall_back(ctx: JobContext, job_config: TrainingJobConfig, reason: str) -> dict[str, Any]:

@@ -676,7 +676,7 @@ def write_results(
     extra: dict[str, Any],
     *,
     head: models.StoredFile | None = None,
-    weights: models.StoredFile | None = None,
+    network_file: StoredNetwork | None = None,
     layer_groups: Sequence[LayerGroup] | None = None,
 ) -> dict[str, Any]:
     """Store the weights, write the new model version and its evaluation; the job's results.
@@ -684,8 +684,8 @@ def write_results(
     ``extra`` (search or cross-validation findings) joins the results and the
     version's metrics. ``head``, a stored head file of a graph model, is written
     instead of the network's weights, with the parent's files kept beside it.
-    ``weights``, a stored file in the parent's own format (a Keras model), is
-    written instead of a state dict, with its ``layer_groups``.
+    ``network_file``, the network already stored in the parent's own format (a
+    Keras model), is written instead of a state dict, with its ``layer_groups``.
     """
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
@@ -693,8 +693,8 @@ def write_results(
     input_spec = _input_spec(plan, config)
     if head is not None:
         stored = StoredNetwork(head)
-    elif weights is not None:
-        stored = StoredNetwork(weights, safety_checks=(models.KERAS_CHECK,))
+    elif network_file is not None:
+        stored = network_file
     else:
         stored = _store_network(ctx, plan, state.network, input_spec)
     if layer_groups is None:

@@ -227,27 +227,22 @@ def start_trial_jobs(
 
 def end_trial_jobs(ctx: JobContext, job_ids: list[int]) -> None:
     """Cancel the trial jobs no worker claimed; wait for running ones to end their trial."""
-    while True:
-        running = []
-        with ctx.db.session() as session:
-            states = session.execute(select(Job.id, Job.state).where(Job.id.in_(job_ids))).all()
-            for job_id, state in states:
-                if state is JobState.QUEUED:
-                    request_cancel(session, job_id)
-                elif state is JobState.RUNNING:
-                    running.append(job_id)
-        if not running:
-            return
+    while _cancel_jobs(ctx, job_ids, running_too=False):
         ctx.check_cancelled()
         time.sleep(_WAIT_SECONDS)
 
 
-def _cancel_jobs(ctx: JobContext, job_ids: list[int]) -> None:
+def _cancel_jobs(ctx: JobContext, job_ids: list[int], *, running_too: bool = True) -> list[int]:
+    """Cancel the queued trial jobs, and the running ones too if asked; those left running."""
+    running = []
     with ctx.db.session() as session:
         states = session.execute(select(Job.id, Job.state).where(Job.id.in_(job_ids))).all()
         for job_id, state in states:
-            if state in (JobState.QUEUED, JobState.RUNNING):
+            if state is JobState.QUEUED or (running_too and state is JobState.RUNNING):
                 request_cancel(session, job_id)
+            elif state is JobState.RUNNING:
+                running.append(job_id)
+    return running
 
 
 def _running(ctx: JobContext, job_id: int) -> bool:
