@@ -29,6 +29,7 @@ from kai.errors import InvalidInput, KaiError, NotFound
 from kai.evaluation.mapping import ClassMapping, map_classes
 from kai.evaluation.records import save_evaluation, store_plots
 from kai.evaluation.reports import Evaluation, evaluate
+from kai.jobs.allocator import retain_freed_memory
 from kai.jobs.context import JobContext
 from kai.jobs.records import submit_job
 from kai.jobs.registry import JobRegistry
@@ -149,6 +150,7 @@ def start_evaluation(
 
 def run_evaluation(ctx: JobContext) -> dict[str, Any]:
     """Score the model version on the samples named in the job's configuration."""
+    retain_freed_memory()
     config = EvaluationJobConfig.model_validate(ctx.config)
     ctx.progress(0.0, stage="load", force=True)
     with ctx.db.session() as session:

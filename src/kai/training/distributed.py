@@ -38,6 +38,7 @@ from torch.utils.data import DistributedSampler
 from kai.config import Settings
 from kai.db.engine import Database
 from kai.errors import IsolatedTaskFailed
+from kai.jobs.allocator import retain_freed_memory
 from kai.jobs.context import JobContext
 from kai.storage.blobs import open_blob_store
 from kai.training import checkpoints, runs
@@ -178,6 +179,7 @@ class _FollowerContext(JobContext):
 
 def follower_main(task: FollowerTask, rank: int, world_size: int) -> None:
     """A follower's life: join, build the run, train each epoch rank 0 announces, compare."""
+    retain_freed_memory()
     db = Database(task.settings.resolved_database_url)
     work_dir = task.settings.work_dir / f"{task.job_id}-rank{rank}"
     blobs = open_blob_store(task.settings.resolved_storage_url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kai.errors import GraphNotConvertible
+from kai.jobs.allocator import retain_freed_memory
 from kai.jobs.context import JobContext
 from kai.jobs.registry import JobRegistry
 from kai.models import resolve_version as resolve_model_version
@@ -42,6 +43,7 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     before its format was known; so does an ONNX graph whose conversion to
     PyTorch fails in this process, when nothing else was asked of it.
     """
+    retain_freed_memory()
     requested = TrainingJobConfig.model_validate(ctx.config)
     with ctx.db.session() as session:
         version = resolve_model_version(session, requested.model_id, requested.model_version)
@@ -69,6 +71,7 @@ def run_trials_job(ctx: JobContext) -> dict[str, Any]:
     """Run trials of a search job's study beside it (see :mod:`kai.training.search`)."""
     from kai.training.search import run_trials
 
+    retain_freed_memory()
     return run_trials(ctx)
 
 
