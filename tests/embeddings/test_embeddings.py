@@ -168,3 +168,33 @@ def test_lite0_embeds_a_photo_close_to_its_recompressed_copy(
     unit = normalise_rows(compute_embeddings(encoded, blobs=blobs, backbone=backbone, cache=cache))
     assert unit.shape == (3, 1280)
     assert unit[0] @ unit[2] > 0.95 > unit[0] @ unit[1]
+
+
+def test_the_same_weights_share_one_identity_however_they_are_loaded(
+    tmp_path: Path, backbone: embeddings.Backbone
+) -> None:
+    import safetensors.torch
+    import timm
+    import torch
+
+    from kai.models.formats import architectures
+
+    torch.manual_seed(0)
+    network = timm.create_model("test_efficientnet", pretrained=False)
+    spec = architectures.default_input_spec(network).model_copy(
+        update={"size_px": (SIZE_PX, SIZE_PX)}
+    )
+    path = tmp_path / "weights.safetensors"
+    safetensors.torch.save_file(network.state_dict(), path)
+    stored = embeddings.load_weights_backbone(
+        "test_efficientnet", path, name="stored", spec=spec, num_classes=1000
+    )
+    assert stored.identity == backbone.identity
+
+    with torch.no_grad():
+        next(network.parameters()).add_(1e-3)
+    safetensors.torch.save_file(network.state_dict(), path)
+    changed = embeddings.load_weights_backbone(
+        "test_efficientnet", path, name="changed", spec=spec, num_classes=1000
+    )
+    assert changed.identity != backbone.identity

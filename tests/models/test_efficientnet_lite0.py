@@ -1,7 +1,8 @@
 """A real ImageNet model: the EfficientNet-Lite0 weights shipped on the package index.
 
 Its keys come from another codebase, so the import maps them by order into
-timm's ``efficientnet_lite0``; then a photograph of a cat must be recognised.
+timm's ``efficientnet_lite0``; then a photograph of a cat must be recognised,
+and its backbone must share the bundled one's embedding cache.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import pytest
 from model_factories import ImportModel
 from PIL import Image, ImageDraw
 
+from kai.config import Settings
 from kai.db.engine import Database
+from kai.embeddings import load_lite0_backbone
 from kai.models import PredictorCache, load_request_for, predict_images, read_model
+from kai.quality.backbones import resolve_embedder
 from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
 
@@ -73,3 +77,26 @@ def test_lite0_weights_map_by_order_and_recognise_a_cat(
     assert top5 & CAT_CLASSES, [(s.label, round(s.probability, 3)) for s in cat.top]
     assert cat.top[0].index in CAT_CLASSES
     assert not {score.index for score in stripes.top[:1]} & CAT_CLASSES
+
+
+def test_an_imported_lite0_embeds_into_the_bundled_backbones_cache(
+    tmp_path: Path,
+    import_model: ImportModel,
+    database: Database,
+    blobs: LocalBlobStore,
+    settings: Settings,
+) -> None:
+    model_id, _, error = import_model(lite0_weights(), architecture="efficientnet_lite0")
+    assert error is None
+    with database.session() as session:
+        _, version = read_model(session, model_id)
+        assert version is not None
+        version_id = version.id
+
+    as_model = settings.model_copy(update={"embedding_backbone": f"model:{version_id}"})
+    imported = resolve_embedder(as_model, database, blobs, version_id=1, work_dir=tmp_path)
+    bundled = load_lite0_backbone()
+
+    assert not isinstance(imported, str), imported
+    assert imported.backbone.identity == bundled.identity
+    assert bundled.identity.startswith("efficientnet_lite0.")

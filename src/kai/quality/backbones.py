@@ -97,7 +97,7 @@ def _model_backbone(version_id: int, db: Database, blobs: BlobStore, work_dir: P
     return load_weights_backbone(
         spec.architecture,
         path,
-        identity=f"model-version-{version_id}",
+        name=f"model version {version_id}",
         spec=spec.input,
         num_classes=spec.num_classes,
         weights_sha256=sha256,

@@ -1,9 +1,12 @@
 """Feature extraction: the frozen backbone embeds every image once, only the head trains.
 
-The model version's network without its head is the backbone, under the
-identity ``model-version-<id>`` that quality analysis gives the same
-version (``KAI_EMBEDDING_BACKBONE=model:<id>``), so both read and fill one
-embedding cache on disk (:mod:`kai.embeddings`). The head, a linear layer
+The model version's network without its head is the backbone. Its identity
+is drawn from its weights (:mod:`kai.embeddings`), so quality analysis and
+training read and fill one embedding cache on disk whenever they embed with
+the same weights: an imported EfficientNet-Lite0 shares the rows the
+import's analysis already computed with the bundled one, and a version named
+as the analysis backbone (``KAI_EMBEDDING_BACKBONE=model:<id>``) shares its
+own. The head, a linear layer
 sized to the dataset's classes, then trains on the cached rows: an epoch is
 milliseconds, and a second run on the same images computes nothing. The
 epochs go through the same loop, metrics, checkpoints and early stopping as
@@ -114,7 +117,7 @@ def create_feature_backbone(plan: Plan, weights: Path, sha256: str) -> Backbone:
     return load_weights_backbone(
         plan.spec.architecture or "",
         weights,
-        identity=f"model-version-{plan.model_version_id}",
+        name=f"model version {plan.model_version_id}",
         spec=plan.spec.input,
         num_classes=plan.spec.num_classes,
         weights_sha256=sha256,
