@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from kai.training.data import create_loader
+from kai.training.data import create_loader, start_loader_processes
 
 # Set after import: only a forked loader process sees the changed value.
 MARK = {"value": 0}
@@ -46,3 +46,19 @@ def test_loader_processes_fork_from_the_job_under_a_fork_server() -> None:
     values = [int(v) for images, _ in loader for v in images.flatten()]
 
     assert values == [7, 7, 7, 7]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is Linux's")
+def test_loader_processes_start_before_the_first_pass_which_still_reads_everything() -> None:
+    dataset: Any = MarkedImages()
+    loader = create_loader(dataset, batch_size=2, shuffle=False, seed=0, num_workers=1)
+
+    MARK["value"] = 1
+    start_loader_processes([loader])
+    MARK["value"] = 2
+    first = [(int(images[i, 0]), int(indexes[i])) for images, indexes in loader for i in range(2)]
+    second = [int(indexes[i]) for _, indexes in loader for i in range(2)]
+
+    # Forked when started, so they saw the mark as it was then; no batch was lost.
+    assert first == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert second == [0, 1, 2, 3]

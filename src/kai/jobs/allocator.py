@@ -51,6 +51,20 @@ def retain_freed_memory() -> bool:
     return _retaining
 
 
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the kernel now, keeping the thresholds.
+
+    Before forking helper processes: a page both processes map is copied on the
+    parent's next write to it, and a free page handed back is not shared at all.
+    """
+    if not _retaining:
+        return
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        logger.debug("No malloc_trim here; free heap pages stay mapped")
+
+
 def _mallopt() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None

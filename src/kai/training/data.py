@@ -31,6 +31,7 @@ from torchvision.transforms import v2
 
 from kai.config import usable_cores
 from kai.errors import InvalidImage
+from kai.jobs.allocator import release_free_memory
 from kai.models.formats import InputSpec
 from kai.storage.blobs import BlobStore
 from kai.training.config import (
@@ -219,6 +220,22 @@ def loader_context() -> BaseContext | None:
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
     return None
+
+
+def start_loader_processes(loaders: Sequence[DataLoader[tuple[torch.Tensor, int]]]) -> None:
+    """Start every loader's persistent processes now, before the first training step.
+
+    A process forked once training has run shares the job's heap, which keeps
+    freed activation buffers for reuse (:mod:`kai.jobs.allocator`); every
+    page the next step writes would then be copied first. Measured here on
+    EfficientNet-Lite0, a validation loader started after the first epoch cost
+    a fifth of the run's speed. Each loader reads its first batches now and
+    drops them when its first pass begins.
+    """
+    release_free_memory()
+    for loader in loaders:
+        if loader.num_workers > 0 and loader.persistent_workers:
+            iter(loader)
 
 
 def balanced_sampler(

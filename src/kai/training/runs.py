@@ -41,7 +41,12 @@ from kai.models.formats.onnx_graphs import MODEL_NAME as GRAPH_FILE_NAME
 from kai.models.formats.onnx_networks import GraphClassifier, export_network
 from kai.training import checkpoints
 from kai.training.config import ClassBalance, MonitoredMetric, TrainingConfig, TrainingJobConfig
-from kai.training.data import BlobImageDataset, create_loader, create_transform
+from kai.training.data import (
+    BlobImageDataset,
+    create_loader,
+    create_transform,
+    start_loader_processes,
+)
 from kai.training.devices import DevicePlan, choose_device, out_of_memory_as
 from kai.training.loop import EarlyStopper, evaluate, train_epoch
 from kai.training.metrics import EpochTiming, advice_for, compute_epoch_metrics, diagnose
@@ -315,6 +320,7 @@ def assemble_run_state(
 ) -> RunState:
     """A ready network's run state: its loaders, optimizer, schedule, stopper and loss."""
     loaders = create_loaders(ctx, plan, config, shard)
+    start_loader_processes(list(loaders.values()))
     optimizer = create_optimizer(network, config, groups)
     plateau = PlateauScale()
     return RunState(
