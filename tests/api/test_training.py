@@ -109,7 +109,6 @@ def test_the_old_spelling_of_the_transfer_flag_is_accepted(
         ),
         ("pytorch_state_dict", {"crossValidationFolds": 5}, "class 'ceramic' has images (4)"),
         ("onnx", {"enableHyperparameterTuning": True}, "Shrink): it trains only by feature"),
-        ("keras", {"useTransferLearning": False}, "cannot be combined with training from scratch"),
         ("torchscript", {}, "'torchscript', which Kai cannot train: a TorchScript"),
         ("transformers", {}, "training transformers models is not built yet"),
         ("tensorflow", {}, "Kai cannot read features out of a frozen TensorFlow graph"),

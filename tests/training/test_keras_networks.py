@@ -107,3 +107,31 @@ def test_a_frozen_batch_norm_layer_keeps_its_statistics_in_training(keras: Any) 
     np.testing.assert_array_equal(model.get_layer("bn").moving_mean.numpy(), before)
     network.restore_trainable()
     assert model.get_layer("bn").trainable
+
+
+def test_a_base_nested_as_one_layer_is_cut_into_groups_of_its_own_layers(keras: Any) -> None:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE_PX, SIZE_PX, 3))
+    x = inputs
+    for index in range(1, 5):
+        x = keras.layers.Conv2D(2, 3, padding="same", name=f"conv{index}")(x)
+    base = keras.Model(inputs, x, name="base")
+    outer_inputs = keras.Input((SIZE_PX, SIZE_PX, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(base(outer_inputs))
+    model = keras.Model(outer_inputs, keras.layers.Dense(3, name="head")(pooled))
+    network = KerasNetwork(replace_head(model, None, ["a", "b"], keep=False), channels_last=True)
+
+    named = keras_layer_groups(network.model, network.head_name)
+    groups = parameter_groups(network, named)
+
+    assert [group.modules for group in named] == [
+        ["base/conv1"],
+        ["base/conv2"],
+        ["base/conv3"],
+        ["base/conv4"],
+        ["head"],
+    ]
+    # Each group holds its own layer's kernel and bias, and together they hold every weight.
+    assert [len(group.modules) for group in groups] == [2, 2, 2, 2, 2]
+    grouped = {name for group in groups for name in group.modules}
+    assert grouped == {name for name, p in network.named_parameters() if p.requires_grad}

@@ -28,7 +28,6 @@ from training_factories import (
 from kai.config import Settings
 from kai.db.engine import Database
 from kai.db.tables import JobState, ModelVersion
-from kai.errors import InvalidInput
 from kai.jobs.environment import JobEnvironment
 from kai.models import (
     PredictorCache,
@@ -40,6 +39,7 @@ from kai.models import (
 from kai.models.formats.keras_models import KerasPredictor, import_keras
 from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
+from kai.training import SearchConfig
 from kai.training.jobs import run_training_job
 
 # Model formats, not the database: they run once, on SQLite.
@@ -232,10 +232,81 @@ def test_a_retried_keras_run_resumes_after_its_last_checkpoint(
     assert stored_version(database, results["modelVersionId"]).format == "keras"
 
 
-def test_a_keras_model_refuses_cross_validation_with_the_reason(
-    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+def test_a_keras_search_tries_its_trials_and_writes_the_best_as_keras(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
 ) -> None:
     model_file = keras_classifier(tmp_path / "m.keras")
     model_id, dataset_id = import_both(tmp_path, settings, database, blobs, model_file)
-    with pytest.raises(InvalidInput, match=r"fine-tunes in one plain run.*cross-validation"):
-        queue_training(database, model_id, dataset_id, cross_validation_folds=2)
+    search = SearchConfig(trials=2, startup_trials=1, tune_trainable_layers=False)
+    job_id = queue_training(database, model_id, dataset_id, epochs=1, search=search)
+
+    run_all(env)
+
+    job = read_job(database, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    trials = [e.payload for e in events(database, job_id, "trial")]
+    assert {t["trial"] for t in trials} == {0, 1}
+    results = job.result or {}
+    assert results["search"]["bestTrial"] in (0, 1)
+    assert results["fineTuning"] == {"mode": "kerasNetwork"}
+    _, version = versions_of(database, results)
+    assert version.format == "keras" and version.class_names == sorted(TWO_CLASSES)
+
+
+def test_a_keras_model_cross_validates_and_writes_its_last_fold(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    model_file = keras_classifier(tmp_path / "m.keras")
+    model_id, dataset_id = import_both(tmp_path, settings, database, blobs, model_file)
+    job_id = queue_training(database, model_id, dataset_id, epochs=1, cross_validation_folds=2)
+
+    run_all(env)
+
+    job = read_job(database, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    summary = (job.result or {})["crossValidation"]
+    assert [fold["fold"] for fold in summary["folds"]] == [1, 2]
+    assert "valAccuracy" in summary["mean"] and "valAccuracy" in summary["spread"]
+    assert [e.payload["fold"] for e in events(database, job_id, "fold")] == [1, 1]
+    _, version = versions_of(database, job.result or {})
+    assert version.format == "keras"
+
+
+def test_a_keras_model_trains_from_scratch_from_new_weights(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    model_file = keras_classifier(tmp_path / "m.keras")
+    model_id, dataset_id = import_both(tmp_path, settings, database, blobs, model_file)
+    # So small a rate leaves fine-tuned weights where they were: only new ones differ.
+    changes: dict[str, Any] = {"epochs": 1, "learning_rate": 1e-9}
+    tuned_id = queue_training(database, model_id, dataset_id, **changes)
+    scratch_id = queue_training(
+        database, model_id, dataset_id, use_transfer_learning=False, **changes
+    )
+
+    run_all(env)
+
+    tuned, scratch = read_job(database, tuned_id), read_job(database, scratch_id)
+    assert scratch.state is JobState.SUCCEEDED, scratch.error
+    logs = " ".join(e.payload["message"] for e in events(database, scratch_id, "log"))
+    assert "From scratch" in logs
+    parent, from_scratch = versions_of(database, scratch.result or {})
+    _, fine_tuned = versions_of(database, tuned.result or {})
+    original = keras_model_of(database, blobs, parent, tmp_path / "cache")
+    tuned_model = keras_model_of(database, blobs, fine_tuned, tmp_path / "cache")
+    scratch_model = keras_model_of(database, blobs, from_scratch, tmp_path / "cache")
+    kernel = weights_of(original, "conv")[0]
+    assert np.allclose(kernel, weights_of(tuned_model, "conv")[0], atol=1e-6)
+    assert not np.allclose(kernel, weights_of(scratch_model, "conv")[0], atol=1e-3)

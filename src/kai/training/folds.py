@@ -8,6 +8,8 @@ folds and validates on its own. Folds 1 to k-1 report their epochs as
 retried attempt skips them; the last fold runs as a plain training run
 (its ``metrics`` events, checkpoints and resume) and its network becomes
 the new model version, with the summary over all folds in its metrics.
+Each fold's run is built by the job's :class:`~kai.training.runs.NetworkKind`,
+so a Keras model cross-validates as a PyTorch network does.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ FOLDS_NAME = "folds.json"
 SUMMARISED = ("trainLoss", "trainAccuracy", "valLoss", "valAccuracy", "top5Accuracy")
 
 
-def run_cross_validation(ctx: JobContext) -> dict[str, Any]:
+def run_cross_validation(
+    ctx: JobContext, kind: runs.NetworkKind = runs.TORCH_NETWORKS
+) -> dict[str, Any]:
     """Train every fold, then write the last fold's network with the summary over folds."""
     job_config, config, folder = runs.prepare(ctx)
+    config = kind.adapt(config)
     folds = config.cross_validation_folds
     assert folds is not None, "run_cross_validation needs a fold count"
     plan = runs.resolve_plan(ctx, job_config, folder)
@@ -50,17 +55,17 @@ def run_cross_validation(ctx: JobContext) -> dict[str, Any]:
     for fold in range(1, folds):
         if str(fold) not in done:
             done[str(fold)] = _train_fold(
-                ctx, fold_plan(plan, pool, assignment, fold), config, fold
+                ctx, fold_plan(plan, pool, assignment, fold), config, fold, kind
             )
             _write_done(folder, done)
     last = fold_plan(plan, pool, assignment, folds)
-    state = _create_state(ctx, last, config, folds, folds)
+    state = _create_state(ctx, last, config, (folds, folds), kind)
     runs.resume(ctx, state, folder)
     runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), last)
     runs.restore_best(ctx, state, config)
     results = [done[str(fold)] for fold in range(1, folds)] + [_fold_result(state, last, folds)]
     summary = {"folds": results, **summarise(results)}
-    return runs.finish(ctx, last, config, state, folder, {"crossValidation": summary})
+    return kind.finish(ctx, last, config, state, folder, {"crossValidation": summary})
 
 
 def assign_folds(
@@ -115,10 +120,11 @@ def _groups(ctx: JobContext, plan: Plan) -> dict[str, str | None]:
     return {row.uid: row.group for row in rows}
 
 
-def _train_fold(ctx: JobContext, plan: Plan, config: TrainingConfig, fold: int) -> dict[str, Any]:
+def _train_fold(
+    ctx: JobContext, plan: Plan, config: TrainingConfig, fold: int, kind: runs.NetworkKind
+) -> dict[str, Any]:
     folds = config.cross_validation_folds or 1
-    torch.manual_seed(config.seed + fold)
-    state = _create_state(ctx, plan, config, fold, folds)
+    state = _create_state(ctx, plan, config, (fold, folds), kind)
 
     def report(_: RunState, entry: dict[str, Any]) -> None:
         ctx.emit("fold", {"fold": fold, "epoch": entry["epoch"], "metrics": entry["metrics"]})
@@ -130,10 +136,16 @@ def _train_fold(ctx: JobContext, plan: Plan, config: TrainingConfig, fold: int) 
 
 
 def _create_state(
-    ctx: JobContext, plan: Plan, config: TrainingConfig, fold: int, folds: int
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    position: tuple[int, int],
+    kind: runs.NetworkKind,
 ) -> RunState:
+    """The run of fold ``position[0]`` of ``position[1]``, filling its share of the progress."""
+    fold, folds = position
     torch.manual_seed(config.seed + fold)
-    state = runs.create_run_state(ctx, plan, config)
+    state = kind.create_state(ctx, plan, config)
     share = EPOCHS_END / folds
     state.progress_span = ((fold - 1) * share, fold * share)
     return state

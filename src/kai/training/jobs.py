@@ -7,7 +7,7 @@ or cancelled for good, its checkpoints are deleted.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kai.errors import GraphNotConvertible
 from kai.jobs.allocator import retain_freed_memory
@@ -24,6 +24,9 @@ from kai.training.starts import (
     refuse_feature_only,
 )
 
+if TYPE_CHECKING:
+    from kai.training.runs import NetworkKind
+
 
 def register_job_handlers(registry: JobRegistry) -> None:
     """Register the training job kind with an entry point's registry."""
@@ -35,13 +38,14 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
     """Run one attempt of a training job (resuming from its checkpoint if it has one).
 
     A config with a search runs the hyperparameter search, one with folds runs
-    cross-validation, one with feature extraction trains a head on cached
-    embeddings, one on a Keras model fine-tunes the Keras network in one process,
-    any other one runs plain training, with DistributedDataParallel when there
-    are several devices. A graph model that cannot be fine-tuned whole trains by
-    feature extraction even when the job was queued before its import ended, so
-    before its format was known; so does an ONNX graph whose conversion to
-    PyTorch fails in this process, when nothing else was asked of it.
+    cross-validation (over a PyTorch network or a Keras one), one with feature
+    extraction trains a head on cached embeddings, one on a Keras model
+    fine-tunes the Keras network in one process, any other one runs plain
+    training, with DistributedDataParallel when there are several devices. A
+    graph model that cannot be fine-tuned whole trains by feature extraction
+    even when the job was queued before its import ended, so before its format
+    was known; so does an ONNX graph whose conversion to PyTorch fails in this
+    process, when nothing else was asked of it.
     """
     retain_freed_memory()
     requested = TrainingJobConfig.model_validate(ctx.config)
@@ -69,22 +73,26 @@ def run_training_job(ctx: JobContext) -> dict[str, Any]:
 
 def run_trials_job(ctx: JobContext) -> dict[str, Any]:
     """Run trials of a search job's study beside it (see :mod:`kai.training.search`)."""
-    from kai.training.search import run_trials
+    from kai.training.search import TrialJobConfig, run_trials
 
     retain_freed_memory()
-    return run_trials(ctx)
+    job_config = TrialJobConfig.model_validate(ctx.config).job
+    with ctx.db.session() as session:
+        version = resolve_model_version(session, job_config.model_id, job_config.model_version)
+        native = version.format in NATIVE_TRAINABLE_FORMATS
+    return run_trials(ctx, _network_kind(native=native))
 
 
 def _run_whole(ctx: JobContext, training: TrainingConfig, *, native: bool) -> dict[str, Any]:
-    # PyTorch and Optuna load with these modules, only in job processes.
+    # PyTorch, Keras and Optuna load with these modules, only in job processes.
     if training.search is not None:
         from kai.training.search import run_search
 
-        return run_search(ctx)
+        return run_search(ctx, _network_kind(native=native))
     if training.cross_validation_folds is not None:
         from kai.training.folds import run_cross_validation
 
-        return run_cross_validation(ctx)
+        return run_cross_validation(ctx, _network_kind(native=native))
     if native:
         from kai.training.keras_runs import run_keras_training
 
@@ -96,6 +104,17 @@ def _run_whole(ctx: JobContext, training: TrainingConfig, *, native: bool) -> di
     if world_size > 1:
         return run_distributed_training(ctx, world_size)
     return run_training(ctx)
+
+
+def _network_kind(*, native: bool) -> NetworkKind:
+    """Keras networks for a format that trains through its own framework, else PyTorch's."""
+    if native:
+        from kai.training.keras_runs import KERAS_NETWORKS
+
+        return KERAS_NETWORKS
+    from kai.training.runs import TORCH_NETWORKS
+
+    return TORCH_NETWORKS
 
 
 def _fall_back_to_features(

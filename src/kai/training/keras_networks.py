@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from kai.models.formats import LayerGroup, architectures
-from kai.models.formats.keras_models import import_keras
+from kai.models.formats.keras_models import find_layer, import_keras, weighted_layers
 from kai.models.formats.layer_groups import group_layers
 
 logger = logging.getLogger(__name__)
@@ -168,9 +168,8 @@ def replace_head(model: Any, head: str | None, class_names: Sequence[str], keep:
 
 
 def keras_layer_groups(model: Any, head: str) -> list[LayerGroup]:
-    """The model's layer groups in Keras layer names, as imports record them."""
-    layers = [(str(layer.name), int(layer.count_params())) for layer in model.layers]
-    return group_layers(layers, head)
+    """The model's layer groups in Keras layer paths (nested models opened), as imports record."""
+    return group_layers(weighted_layers(model), head)
 
 
 def parameter_groups(network: KerasNetwork, groups: Sequence[LayerGroup]) -> list[LayerGroup]:
@@ -182,7 +181,7 @@ def parameter_groups(network: KerasNetwork, groups: Sequence[LayerGroup]) -> lis
     names = {id(parameter): name for name, parameter in network.named_parameters()}
     result = []
     for group in groups:
-        layers = [network.model.get_layer(name) for name in group.modules]
+        layers = [find_layer(network.model, path) for path in group.modules]
         values = [variable.value for layer in layers for variable in layer.trainable_weights]
         members = [names[id(value)] for value in values if id(value) in names]
         result.append(group.model_copy(update={"modules": members}))

@@ -9,8 +9,11 @@ a :class:`~kai.training.keras_networks.KerasNetwork`. The new version is in the
 ``keras`` format, read back through the same checked loader as an upload
 before it is written. A model whose head cannot be replaced, or whose layers
 cannot train on the PyTorch backend, trains by feature extraction instead,
-and the job's log and results say why. Only the job handler imports this
-module: it pulls in PyTorch and Keras.
+and the job's log and results say why. :data:`KERAS_NETWORKS` lets a
+hyperparameter search and cross-validation build each trial's or fold's run
+the same way, and training from scratch rebuilds the layers with new
+weights. Only the job handler imports this module: it pulls in PyTorch and
+Keras.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import torch
 from kai import models
 from kai.errors import InvalidInput
 from kai.jobs.context import JobContext
-from kai.models.formats import LayerGroup
 from kai.models.formats.keras_models import (
     KERAS_ARCHIVE_NAME,
     KERAS_H5_NAME,
@@ -52,32 +54,74 @@ logger = logging.getLogger(__name__)
 def run_keras_training(ctx: JobContext) -> dict[str, Any]:
     """Fine-tune the job's Keras model on its dataset and write it as a new keras version."""
     job_config, config, folder = runs.prepare(ctx)
-    # The graph's own input size is the one its layers were built for.
-    config = config.model_copy(update={"image_size_px": None})
+    config = KERAS_NETWORKS.adapt(config)
     plan = runs.resolve_plan(ctx, job_config, folder)
-    import_keras().utils.set_random_seed(config.seed)
+    torch.manual_seed(config.seed)
     with out_of_memory_as(OUT_OF_MEMORY):
         network = resolve_network(ctx, plan, config)
     if isinstance(network, str):
         return fall_back(ctx, job_config, network)
 
-    groups = keras_layer_groups(network.model, network.head_name)
-    state = create_keras_state(ctx, plan, config, network, parameter_groups(network, groups))
+    state = create_keras_state(ctx, plan, config, network)
     runs.resume(ctx, state, folder)
     stopped_early = runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), plan)
     runs.restore_best(ctx, state, config)
-
-    ctx.progress(EPOCHS_END, stage="evaluate", force=True)
-    with out_of_memory_as(OUT_OF_MEMORY):
-        evaluation = runs.evaluate_final(ctx, plan, state)
-    stored = store_keras_model(ctx, network)
-    extra = {"fineTuning": {"mode": "kerasNetwork"}}
-    results = runs.write_results(
-        ctx, plan, config, state, evaluation, extra, network_file=stored, layer_groups=groups
-    )
-    checkpoints.remove_checkpoints(folder)
-    ctx.progress(1.0, stage="done", force=True)
+    results = KERAS_NETWORKS.finish(ctx, plan, config, state, folder, {})
     return results | {"stoppedEarly": stopped_early}
+
+
+class KerasNetworks:
+    """Keras models, fine-tuned as their own network on the PyTorch backend.
+
+    Search trials and cross-validation folds each load the kept file afresh, so
+    every run starts from the parent's weights (or, from scratch, new ones).
+    """
+
+    def adapt(self, config: TrainingConfig) -> TrainingConfig:
+        # The graph's own input size is the one its layers were built for.
+        return config.model_copy(update={"image_size_px": None})
+
+    def create_state(self, ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
+        """The run of a freshly loaded network, seeded from PyTorch's seed.
+
+        Raises:
+            InvalidInput: The network cannot be fine-tuned; the message says why.
+        """
+        with out_of_memory_as(OUT_OF_MEMORY):
+            network = resolve_network(ctx, plan, config)
+        if isinstance(network, str):
+            raise InvalidInput(
+                f"The Keras network cannot be fine-tuned: {network}; train it without a "
+                "search or cross-validation, which then trains a head over its features"
+            )
+        return create_keras_state(ctx, plan, config, network)
+
+    def finish(
+        self,
+        ctx: JobContext,
+        plan: Plan,
+        config: TrainingConfig,
+        state: RunState,
+        folder: Path,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        network = state.network
+        assert isinstance(network, KerasNetwork), "a Keras run trains a KerasNetwork"
+        ctx.progress(EPOCHS_END, stage="evaluate", force=True)
+        with out_of_memory_as(OUT_OF_MEMORY):
+            evaluation = runs.evaluate_final(ctx, plan, state)
+        stored = store_keras_model(ctx, network)
+        groups = keras_layer_groups(network.model, network.head_name)
+        extra = {"fineTuning": {"mode": "kerasNetwork"}} | extra
+        results = runs.write_results(
+            ctx, plan, config, state, evaluation, extra, network_file=stored, layer_groups=groups
+        )
+        checkpoints.remove_checkpoints(folder)
+        ctx.progress(1.0, stage="done", force=True)
+        return results
+
+
+KERAS_NETWORKS = KerasNetworks()
 
 
 def fetch_keras_file(ctx: JobContext, plan: Plan) -> Path:
@@ -109,7 +153,12 @@ def resolve_network(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Kera
     Returns:
         The network, or why it cannot be fine-tuned.
     """
+    # Keras draws its initial weights from its own seed; runs vary it through PyTorch's.
+    import_keras().utils.set_random_seed(torch.initial_seed() % 2**32)
     model = load_checked(fetch_keras_file(ctx, plan))
+    if not config.use_transfer_learning:
+        model = reinitialise(model)
+        ctx.log("From scratch: the Keras network's layers start from new initial weights")
     reason = find_head_problem(model, plan.spec.graph_output)
     if reason is not None:
         return reason
@@ -127,17 +176,27 @@ def resolve_network(ctx: JobContext, plan: Plan, config: TrainingConfig) -> Kera
     return network
 
 
-def create_keras_state(
-    ctx: JobContext,
-    plan: Plan,
-    config: TrainingConfig,
-    network: KerasNetwork,
-    groups: list[LayerGroup],
-) -> RunState:
-    """The run state of the wrapped Keras network: loaders, optimizer, schedule, stopper.
+def reinitialise(model: Any) -> Any:
+    """The same layers with new initial weights, for training from scratch.
 
-    ``groups`` are the layer groups in the wrapper's parameter names.
+    Raises:
+        InvalidInput: The model cannot be rebuilt from its config (a subclassed model).
     """
+    keras = import_keras()
+    try:
+        return keras.models.clone_model(model)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise InvalidInput(
+            f"The Keras model cannot be rebuilt with new weights to train from scratch: {exc}; "
+            "train it from its own weights (useTransferLearning true)"
+        ) from exc
+
+
+def create_keras_state(
+    ctx: JobContext, plan: Plan, config: TrainingConfig, network: KerasNetwork
+) -> RunState:
+    """The run state of the wrapped Keras network: loaders, optimizer, schedule, stopper."""
+    groups = parameter_groups(network, keras_layer_groups(network.model, network.head_name))
     device = keras_device_plan()
     state = runs.assemble_run_state(plan, config, network, groups, device, ctx)
     ctx.log(f"Fine-tuning the Keras network on PyTorch, computing on {device.label}")

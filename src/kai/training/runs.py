@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import safetensors.torch
 import torch
@@ -139,6 +139,55 @@ class RunState:
 
 
 EpochSink = Callable[["RunState", dict[str, Any]], None]
+
+
+class NetworkKind(Protocol):
+    """How one kind of network becomes a run and, trained, a model version.
+
+    Plain runs, search trials and cross-validation folds build their runs through
+    it, so each of them trains a PyTorch network or a Keras one alike.
+    """
+
+    def adapt(self, config: TrainingConfig) -> TrainingConfig:
+        """The config as this kind of network trains with it."""
+
+    def create_state(self, ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
+        """A fresh network with its head, loaders, optimizer and schedule."""
+
+    def finish(
+        self,
+        ctx: JobContext,
+        plan: Plan,
+        config: TrainingConfig,
+        state: RunState,
+        folder: Path,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Evaluate the kept network, write the new version, drop the checkpoints."""
+
+
+class TorchNetworks:
+    """PyTorch networks: a state dict's architecture, a TorchScript or converted graph."""
+
+    def adapt(self, config: TrainingConfig) -> TrainingConfig:
+        return config
+
+    def create_state(self, ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
+        return create_run_state(ctx, plan, config)
+
+    def finish(
+        self,
+        ctx: JobContext,
+        plan: Plan,
+        config: TrainingConfig,
+        state: RunState,
+        folder: Path,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        return finish(ctx, plan, config, state, folder, extra)
+
+
+TORCH_NETWORKS = TorchNetworks()
 
 
 def run_training(ctx: JobContext) -> dict[str, Any]:

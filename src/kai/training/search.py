@@ -1,7 +1,9 @@
 """Hyperparameter search: Optuna's TPE sampler and median pruner over short training runs.
 
 A search is a ``training.run`` job whose config carries a
-:class:`~kai.training.config.SearchConfig`. Each trial trains the plan with
+:class:`~kai.training.config.SearchConfig`. Each trial builds its run through
+the job's :class:`~kai.training.runs.NetworkKind` (a PyTorch network, or a
+Keras model loaded afresh) and trains the plan with
 the hyperparameters TPE suggests, reports its validation accuracy after
 every epoch (the pruner stops trials that trail the median) and appears as
 ``trial`` events. The study lives in Kai's own database through Optuna's
@@ -109,9 +111,10 @@ class BestTrial:
     network: dict[str, torch.Tensor]
 
 
-def run_search(ctx: JobContext) -> dict[str, Any]:
+def run_search(ctx: JobContext, kind: runs.NetworkKind = runs.TORCH_NETWORKS) -> dict[str, Any]:
     """Search the hyperparameters, then write the best trial's network as the new version."""
     job_config, config, folder = runs.prepare(ctx)
+    config = kind.adapt(config)
     search = config.search
     assert search is not None, "run_search needs a search config"
     plan = runs.resolve_plan(ctx, job_config, folder)
@@ -120,7 +123,8 @@ def run_search(ctx: JobContext) -> dict[str, Any]:
         study = open_study(ctx, config, search, storage)
         helpers = start_trial_jobs(ctx, job_config, plan, search, study.study_name)
         try:
-            _optimize(ctx, study, _Objective(ctx, plan, config, search, folder), search)
+            objective = _Objective(ctx, plan, config, search, folder, kind=kind)
+            _optimize(ctx, study, objective, search)
             end_trial_jobs(ctx, helpers)
         except BaseException:
             _cancel_jobs(ctx, helpers)
@@ -132,19 +136,19 @@ def run_search(ctx: JobContext) -> dict[str, Any]:
                 "time; raise the time budget or the trial count, or start from a lower "
                 "learning rate"
             )
-        return _finish(ctx, plan, config, folder, best, study)
+        return _finish(ctx, plan, config, folder, best, study, kind)
     finally:
         # Optuna keeps its own engine; its connections must not outlive the search.
         storage.engine.dispose()
 
 
-def run_trials(ctx: JobContext) -> dict[str, Any]:
+def run_trials(ctx: JobContext, kind: runs.NetworkKind = runs.TORCH_NETWORKS) -> dict[str, Any]:
     """Run trials of a search job's study beside it, until the study has its trials."""
     trial_job = TrialJobConfig.model_validate(ctx.config)
     job_config = trial_job.job
     # The training code reads the run's config from the context, as in the search job.
     ctx.config = job_config.model_dump(mode="json")
-    config = job_config.training
+    config = kind.adapt(job_config.training)
     search = _search_of(config)
     folder = checkpoints.checkpoint_dir(ctx.settings.resolved_data_dir, ctx.job_id)
     storage = create_storage(ctx.settings.resolved_database_url)
@@ -164,7 +168,8 @@ def run_trials(ctx: JobContext) -> dict[str, Any]:
             pruner=optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials),
         )
         _fail_unfinished(ctx, study)
-        objective = _Objective(ctx, plan, config, search, folder, keep=_keep_as_blob(ctx))
+        keep = _keep_as_blob(ctx)
+        objective = _Objective(ctx, plan, config, search, folder, kind=kind, keep=keep)
         _optimize(ctx, study, objective, search, search_job_id=trial_job.search_job_id)
         own = [
             t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(JOB_ATTR) == ctx.job_id
@@ -352,10 +357,11 @@ class _Objective:
         search: SearchConfig,
         folder: Path,
         *,
+        kind: runs.NetworkKind,
         keep: Keeper | None = None,
     ) -> None:
         self.ctx, self.plan, self.config = ctx, plan, config
-        self.search, self.folder = search, folder
+        self.search, self.folder, self.kind = search, folder, kind
         self.keep = keep or self._keep_if_best
         self.started = time.monotonic()
 
@@ -363,7 +369,7 @@ class _Objective:
         trial.set_user_attr(JOB_ATTR, self.ctx.job_id)
         trial_config = suggest_config(trial, self.config, self.search, self.plan)
         torch.manual_seed(self.config.seed + trial.number)
-        state = runs.create_run_state(self.ctx, self.plan, trial_config)
+        state = self.kind.create_state(self.ctx, self.plan, trial_config)
         state.progress_span = self._span(trial.number)
         self._emit(trial, "running", params=trial.params)
         try:
@@ -482,10 +488,12 @@ def _finish(
     folder: Path,
     best: BestTrial,
     study: optuna.Study,
+    kind: runs.NetworkKind,
 ) -> dict[str, Any]:
     replay = FixedTrial(best.params, best.number)
     trial_config = suggest_config(replay, config, _search_of(config), plan)
-    state = runs.create_run_state(ctx, plan, trial_config)
+    torch.manual_seed(config.seed + best.number)
+    state = kind.create_state(ctx, plan, trial_config)
     state.network.load_state_dict(best.network)
     state.history, state.best_epoch = list(best.history), best.best_epoch
     for entry in state.history:
@@ -498,7 +506,7 @@ def _finish(
         "trials": _trial_counts(study),
         "study": study.study_name,
     }
-    return runs.finish(ctx, plan, trial_config, state, folder, {"search": summary})
+    return kind.finish(ctx, plan, trial_config, state, folder, {"search": summary})
 
 
 def _search_of(config: TrainingConfig) -> SearchConfig:

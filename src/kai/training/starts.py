@@ -161,17 +161,17 @@ def fine_tuning_obstacle(version: ModelVersion) -> str | None:
 def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> TrainingJobConfig:
     """The config with feature extraction turned on for a version that trains no other way.
 
-    A Keras version keeps its config: its own network fine-tunes.
+    A Keras version keeps its config: its own network fine-tunes, searches,
+    cross-validates or trains from scratch.
 
     Raises:
         InvalidInput: The version's format cannot be trained, or the config asks a graph
-            or Keras model for what only a state dict's network does (search,
-            cross-validation, no pretrained weights).
+            model for what only a network does (search, cross-validation, no
+            pretrained weights).
     """
     check_model_version(version)
     training = job_config.training
     if version.format in NATIVE_TRAINABLE_FORMATS and not training.feature_extraction:
-        _refuse_outer_loops(version, training)
         return job_config
     obstacle = fine_tuning_obstacle(version)
     if obstacle is None or training.feature_extraction:
@@ -209,7 +209,7 @@ def refuse_feature_only(version: ModelVersion, training: TrainingConfig, obstacl
 
 
 def _network_options_asked(training: TrainingConfig) -> list[str]:
-    """The options asked for that only a state dict's network offers."""
+    """The options asked for that only a network (PyTorch or Keras) offers, not a graph."""
     return [
         name
         for name, on in (
@@ -222,18 +222,6 @@ def _network_options_asked(training: TrainingConfig) -> list[str]:
         )
         if on
     ]
-
-
-def _refuse_outer_loops(version: ModelVersion, training: TrainingConfig) -> None:
-    """Refuse what a Keras network's single fine-tuning run does not offer yet."""
-    asked = _network_options_asked(training)
-    if asked:
-        raise InvalidInput(
-            f"Model version {version.number} is a {version.format} model: its network "
-            f"fine-tunes in one plain run from its own weights, which cannot be combined "
-            f"with {' or '.join(asked)} yet; leave that out to train it",
-            details={"field": "modelId", "format": version.format, "options": asked},
-        )
 
 
 def resolve_training_mode(session: Session, job_config: TrainingJobConfig) -> TrainingJobConfig:

@@ -108,7 +108,7 @@ class KerasFormat:
         return Inspection(
             spec=spec,
             parameter_count=int(model.count_params()),
-            layer_groups=group_layers(_weighted_layers(model), head),
+            layer_groups=group_layers(weighted_layers(model), head),
             notes=notes,
             safety_checks=_SAFETY_CHECKS,
             details=_details(model, path, channels_last),
@@ -339,8 +339,29 @@ def _head_layer(model: Any, wanted: str | None) -> str:
     return wanted
 
 
-def _weighted_layers(model: Any) -> list[tuple[str, int]]:
-    return [(layer.name, int(layer.count_params())) for layer in model.layers]
+def weighted_layers(model: Any) -> list[tuple[str, int]]:
+    """``(path, parameter count)`` of each layer in order, nested models opened.
+
+    A base model nested as one layer (``Sequential([base, pooling, head])``, as
+    Keras transfer learning builds it) contributes its own layers under paths
+    such as ``base/block1_conv``, so layer groups cut through it too.
+    """
+    keras = import_keras()
+    found: list[tuple[str, int]] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += [(f"{layer.name}/{path}", count) for path, count in weighted_layers(layer)]
+        else:
+            found.append((str(layer.name), int(layer.count_params())))
+    return found
+
+
+def find_layer(model: Any, path: str) -> Any:
+    """The layer at ``path`` (names joined by ``/``, as :func:`weighted_layers` gives them)."""
+    layer = model
+    for name in path.split("/"):
+        layer = layer.get_layer(name)
+    return layer
 
 
 def _details(model: Any, path: Path, channels_last: bool) -> dict[str, Any]:
