@@ -22,7 +22,8 @@ from kai.quality.backbones import resolve_embedder
 from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+# A model format, not the database: it runs once, on SQLite.
+pytestmark = [pytest.mark.slow]
 
 # ImageNet-1k classes 281 to 285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
 CAT_CLASSES = frozenset(range(281, 286))

@@ -289,24 +289,20 @@ def test_a_keras_model_trains_from_scratch_from_new_weights(
 ) -> None:
     model_file = keras_classifier(tmp_path / "m.keras")
     model_id, dataset_id = import_both(tmp_path, settings, database, blobs, model_file)
-    # So small a rate leaves fine-tuned weights where they were: only new ones differ.
-    changes: dict[str, Any] = {"epochs": 1, "learning_rate": 1e-9}
-    tuned_id = queue_training(database, model_id, dataset_id, **changes)
-    scratch_id = queue_training(
-        database, model_id, dataset_id, use_transfer_learning=False, **changes
+    # So small a rate cannot move a weight by 1e-3: only new initial weights differ that much.
+    job_id = queue_training(
+        database, model_id, dataset_id, epochs=1, learning_rate=1e-9, use_transfer_learning=False
     )
 
     run_all(env)
 
-    tuned, scratch = read_job(database, tuned_id), read_job(database, scratch_id)
-    assert scratch.state is JobState.SUCCEEDED, scratch.error
-    logs = " ".join(e.payload["message"] for e in events(database, scratch_id, "log"))
+    job = read_job(database, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    logs = " ".join(e.payload["message"] for e in events(database, job_id, "log"))
     assert "From scratch" in logs
-    parent, from_scratch = versions_of(database, scratch.result or {})
-    _, fine_tuned = versions_of(database, tuned.result or {})
+    parent, version = versions_of(database, job.result or {})
     original = keras_model_of(database, blobs, parent, tmp_path / "cache")
-    tuned_model = keras_model_of(database, blobs, fine_tuned, tmp_path / "cache")
-    scratch_model = keras_model_of(database, blobs, from_scratch, tmp_path / "cache")
-    kernel = weights_of(original, "conv")[0]
-    assert np.allclose(kernel, weights_of(tuned_model, "conv")[0], atol=1e-6)
-    assert not np.allclose(kernel, weights_of(scratch_model, "conv")[0], atol=1e-3)
+    trained = keras_model_of(database, blobs, version, tmp_path / "cache")
+    assert not np.allclose(
+        weights_of(original, "conv")[0], weights_of(trained, "conv")[0], atol=1e-3
+    )
