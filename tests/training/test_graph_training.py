@@ -41,7 +41,8 @@ from models.model_factories import linear_onnx_graph, save_torchscript, tiny_mod
 from models.savedmodel_factories import build_saved_models
 from models.tflite_factories import linear_tflite
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+# Model formats, not the database: they run once, on SQLite.
+pytestmark = [pytest.mark.slow]
 
 TWO_CLASSES = {"ceramic": 6, "stone": 6}
 
