@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import sys
-from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,11 @@ def retain_freed_memory() -> bool:
     global _retaining
     if _retaining:
         return True
-    mallopt = _mallopt()
+    mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None:
         return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
     _retaining = bool(mallopt(_M_MMAP_THRESHOLD, RETAINED_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, RETAINED_BYTES)
     )
@@ -57,24 +59,17 @@ def release_free_memory() -> None:
     Before forking helper processes: a page both processes map is copied on the
     parent's next write to it, and a free page handed back is not shared at all.
     """
-    if not _retaining:
-        return
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        logger.debug("No malloc_trim here; free heap pages stay mapped")
+    malloc_trim = getattr(_libc(), "malloc_trim", None)
+    if _retaining and malloc_trim is not None:
+        malloc_trim(0)
 
 
-def _mallopt() -> Callable[[int, int], int] | None:
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library on Linux; None elsewhere or when it does not load."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
     try:
-        library = ctypes.CDLL(name)
-        function = library.mallopt
-    except (OSError, AttributeError, TypeError):
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int]
-    function.restype = ctypes.c_int
-    mallopt: Callable[[int, int], int] = function
-    return mallopt

@@ -34,7 +34,7 @@ from kai.models.formats.keras_models import (
     load_checked,
     takes_channels_last,
 )
-from kai.training import checkpoints, runs
+from kai.training import runs
 from kai.training.config import TrainingConfig, TrainingJobConfig
 from kai.training.devices import DevicePlan, choose_device, out_of_memory_as
 from kai.training.features import run_feature_extraction_instead
@@ -46,7 +46,7 @@ from kai.training.keras_networks import (
     parameter_groups,
     replace_head,
 )
-from kai.training.runs import EPOCHS_END, OUT_OF_MEMORY, Plan, RunState
+from kai.training.runs import OUT_OF_MEMORY, Plan, RunState
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def run_keras_training(ctx: JobContext) -> dict[str, Any]:
     return results | {"stoppedEarly": stopped_early}
 
 
-class KerasNetworks:
+class KerasNetworks(runs.NetworkKind):
     """Keras models, fine-tuned as their own network on the PyTorch backend.
 
     Search trials and cross-validation folds each load the kept file afresh, so
@@ -105,20 +105,15 @@ class KerasNetworks:
         folder: Path,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
+        """Store the network as a ``.keras`` file, then evaluate and write it as a version."""
         network = state.network
         assert isinstance(network, KerasNetwork), "a Keras run trains a KerasNetwork"
-        ctx.progress(EPOCHS_END, stage="evaluate", force=True)
-        with out_of_memory_as(OUT_OF_MEMORY):
-            evaluation = runs.evaluate_final(ctx, plan, state)
         stored = store_keras_model(ctx, network)
         groups = keras_layer_groups(network.model, network.head_name)
         extra = {"fineTuning": {"mode": "kerasNetwork"}} | extra
-        results = runs.write_results(
-            ctx, plan, config, state, evaluation, extra, network_file=stored, layer_groups=groups
+        return runs.finish(
+            ctx, plan, config, state, folder, extra, network_file=stored, layer_groups=groups
         )
-        checkpoints.remove_checkpoints(folder)
-        ctx.progress(1.0, stage="done", force=True)
-        return results
 
 
 KERAS_NETWORKS = KerasNetworks()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import safetensors.torch
 import torch
@@ -141,38 +141,21 @@ class RunState:
 EpochSink = Callable[["RunState", dict[str, Any]], None]
 
 
-class NetworkKind(Protocol):
+class NetworkKind:
     """How one kind of network becomes a run and, trained, a model version.
 
     Plain runs, search trials and cross-validation folds build their runs through
-    it, so each of them trains a PyTorch network or a Keras one alike.
+    it, so each of them trains a PyTorch network or a Keras one alike. This base
+    trains PyTorch networks (a state dict's architecture, a converted graph);
+    :class:`~kai.training.keras_runs.KerasNetworks` overrides what differs.
     """
 
     def adapt(self, config: TrainingConfig) -> TrainingConfig:
         """The config as this kind of network trains with it."""
-
-    def create_state(self, ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
-        """A fresh network with its head, loaders, optimizer and schedule."""
-
-    def finish(
-        self,
-        ctx: JobContext,
-        plan: Plan,
-        config: TrainingConfig,
-        state: RunState,
-        folder: Path,
-        extra: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Evaluate the kept network, write the new version, drop the checkpoints."""
-
-
-class TorchNetworks:
-    """PyTorch networks: a state dict's architecture, a TorchScript or converted graph."""
-
-    def adapt(self, config: TrainingConfig) -> TrainingConfig:
         return config
 
     def create_state(self, ctx: JobContext, plan: Plan, config: TrainingConfig) -> RunState:
+        """A fresh network with its head, loaders, optimizer and schedule."""
         return create_run_state(ctx, plan, config)
 
     def finish(
@@ -184,10 +167,11 @@ class TorchNetworks:
         folder: Path,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
+        """Evaluate the kept network, write the new version, drop the checkpoints."""
         return finish(ctx, plan, config, state, folder, extra)
 
 
-TORCH_NETWORKS = TorchNetworks()
+TORCH_NETWORKS = NetworkKind()
 
 
 def run_training(ctx: JobContext) -> dict[str, Any]:
@@ -221,12 +205,27 @@ def finish(
     state: RunState,
     folder: Path,
     extra: dict[str, Any] | None = None,
+    *,
+    network_file: StoredNetwork | None = None,
+    layer_groups: Sequence[LayerGroup] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the kept network, write the new version, drop the checkpoints; the results."""
+    """Evaluate the kept network, write the new version, drop the checkpoints; the results.
+
+    ``network_file`` and ``layer_groups`` go to :func:`write_results`.
+    """
     ctx.progress(EPOCHS_END, stage="evaluate", force=True)
     with out_of_memory_as(OUT_OF_MEMORY):
         evaluation = evaluate_final(ctx, plan, state)
-    results = write_results(ctx, plan, config, state, evaluation, extra or {})
+    results = write_results(
+        ctx,
+        plan,
+        config,
+        state,
+        evaluation,
+        extra or {},
+        network_file=network_file,
+        layer_groups=layer_groups,
+    )
     checkpoints.remove_checkpoints(folder)
     ctx.progress(1.0, stage="done", force=True)
     return results
