@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.support import Account
-from kai.db.tables import Model, ModelStatus
+from kai.db.tables import Model, ModelStatus, ModelVersion
 from kai.models.formats import Inspection, ModelSpec
 from kai.models.versions import NewVersion, StoredFile, write_version
 from kai.runtime import Runtime
@@ -207,3 +208,25 @@ def test_viewers_cannot_start_training(
     model_id = add_model(runtime, "pytorch_state_dict")
     response = client.post(START, json=request(model_id, dataset_id), headers=viewer.headers)
     assert response.status_code == 403
+
+
+def test_a_model_never_trained_trains_from_scratch_and_refuses_a_frozen_base(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "pytorch_state_dict")
+    with runtime.db.session() as session:
+        version = session.scalars(select(ModelVersion).filter_by(model_id=model_id)).one()
+        version.provenance = {
+            "kind": "repository",
+            "repository": "architecture",
+            "pretrained": False,
+        }
+
+    refused = client.post(START, json=request(model_id, dataset_id), headers=admin.headers)
+    assert refused.status_code == 422
+    assert "never been trained" in refused.text and "freezeBaseModel" in refused.text
+    body = request(model_id, dataset_id, freezeBaseModel=False)
+    started = client.post(START, json=body, headers=admin.headers)
+    assert started.status_code == 202, started.text
+    read = client.get(f"/api/admin/training/{started.json()['jobId']}", headers=admin.headers)
+    assert read.json()["config"]["training"]["use_transfer_learning"] is False

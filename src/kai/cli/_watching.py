@@ -119,7 +119,8 @@ def run_job_here(runtime: Runtime, job_id: int) -> threading.Thread | None:
     )
     if claim is None:
         return None
-    env = create_job_environment(settings, runtime.registry)
+    # The job's events are shown here; its log lines would say the same again.
+    env = create_job_environment(settings, runtime.registry, job_log_level="CRITICAL")
 
     def run() -> None:
         try:

@@ -117,7 +117,11 @@ def upload_command(
 def import_command(
     ctx: typer.Context,
     repository: Annotated[
-        str, typer.Argument(help="huggingface, pytorch-hub, onnx-model-zoo, kaggle, ...")
+        str,
+        typer.Argument(
+            help="huggingface, pytorch-hub, onnx-model-zoo, kaggle, tensorflow-hub, url, "
+            "bundled, or architecture (an untrained network by name, to train from scratch)"
+        ),
     ],
     model_id: Annotated[str, typer.Argument(help="The model's id in the repository")],
     name: Annotated[str, typer.Option(help="The model's name")] = "",

@@ -26,6 +26,9 @@ class JobEnvironment:
         blobs: The blob store.
         announcer: Wakes event listeners after the worker writes events.
         dispatcher: Re-announces jobs the worker queues again.
+        job_log_level: The level job processes log at; the worker's own when None.
+            The CLI runs jobs it watches at ``CRITICAL``, since their events tell the
+            person the same things their log lines would.
     """
 
     settings: Settings
@@ -34,6 +37,7 @@ class JobEnvironment:
     blobs: BlobStore
     announcer: EventAnnouncer
     dispatcher: Dispatcher
+    job_log_level: str | None = None
 
     def close(self) -> None:
         """Release the database connections and the announcer."""
@@ -47,6 +51,7 @@ def create_job_environment(
     registry: JobRegistry,
     *,
     dispatcher: Dispatcher | None = None,
+    job_log_level: str | None = None,
 ) -> JobEnvironment:
     """Open the database, blob store and announcer for a worker process."""
     return JobEnvironment(
@@ -56,4 +61,5 @@ def create_job_environment(
         blobs=open_blob_store(settings.resolved_storage_url),
         announcer=create_announcer(settings),
         dispatcher=dispatcher or PollingDispatcher(),
+        job_log_level=job_log_level,
     )

@@ -145,7 +145,7 @@ def start_job_process_server() -> None:
 def _start_child(env: JobEnvironment, claim: ClaimedJob) -> tuple[BaseProcess, Connection]:
     context = job_process_context()
     receiver, sender = context.Pipe(duplex=False)
-    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    log_level = env.job_log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
     surroundings = ChildSurroundings(environ=dict(os.environ), cwd=os.getcwd())
     process = context.Process(
         target=child_main,

@@ -139,10 +139,15 @@ def _provenance(provenance: dict[str, Any]) -> str:
         origin = f"Downloaded from <{provenance.get('url', '')}>."
     elif kind == "uploaded":
         origin = f"Uploaded as `{provenance.get('originalName', '')}`."
+    elif provenance.get("pretrained") is False:
+        origin = (
+            f"Built from the architecture `{provenance.get('architecture', '')}` "
+            f"({provenance.get('revision', '')}) with fresh weights: never trained."
+        )
     elif kind == "repository":
         origin = (
             f"Imported from {provenance.get('repository', '')} "
-            f"`{provenance.get('modelId', '')}` at revision `{provenance.get('revision', '')}`."
+            f"`{provenance.get('reference', '')}` at revision `{provenance.get('revision', '')}`."
         )
     elif kind == "trained":
         origin = (

@@ -347,6 +347,8 @@ def create_run_state(
     network, head_replaced = create_base_network(ctx, plan, config, rank=shard[0] if shard else 0)
     if head_replaced:
         ctx.log(f"New head for {len(plan.samples.classes)} classes: {plan.samples.classes}")
+    if not config.use_transfer_learning:
+        ctx.log(f"From scratch: every layer starts from new random weights (seed {config.seed})")
     groups = resolve_layer_groups(network, plan.layer_groups)
     device = choose_device(shard[0] if shard else 0)
     network = network.to(device.device).to(memory_format=device.memory_format)

@@ -12,6 +12,8 @@ head Kai trained over one) train only by feature extraction, their frozen
 graph embedding the images, so a job on one has ``featureExtraction`` turned
 on in its stored config. TorchScript programs, frozen TensorFlow graphs and
 SavedModels without an embedding output give no features and are refused.
+A version made from an architecture name alone (never trained) trains from
+scratch: its stored config says ``useTransferLearning: false``.
 
 What can be judged at once is: a format Kai cannot train yet, a dataset
 with fewer than two classes, a batch larger than the training split, more
@@ -36,6 +38,7 @@ from kai.errors import InvalidInput
 from kai.jobs.records import submit_job
 from kai.models import get_model
 from kai.models import resolve_version as resolve_model_version
+from kai.models.repositories import is_untrained
 from kai.training.config import SearchConfig, TrainingConfig, TrainingJobConfig
 
 logger = logging.getLogger(__name__)
@@ -170,6 +173,7 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
             pretrained weights).
     """
     check_model_version(version)
+    job_config = adapt_to_untrained(version, job_config)
     training = job_config.training
     if version.format in NATIVE_TRAINABLE_FORMATS and not training.feature_extraction:
         return job_config
@@ -183,6 +187,44 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
         extra={"format": version.format, "model_version_id": version.id},
     )
     training = training.model_copy(update={"feature_extraction": True})
+    return job_config.model_copy(update={"training": training})
+
+
+def adapt_to_untrained(version: ModelVersion, job_config: TrainingJobConfig) -> TrainingJobConfig:
+    """The config that trains from scratch, for a version made from an architecture alone.
+
+    Its weights were never trained, so there is nothing to transfer: the stored
+    config says ``useTransferLearning: false`` and the job draws new weights.
+
+    Raises:
+        InvalidInput: The config asks for what needs learned features (a frozen
+            base, feature extraction).
+    """
+    if not is_untrained(version.provenance):
+        return job_config
+    training = job_config.training
+    asked = [
+        name
+        for name, on in (
+            ("freezeBaseModel", training.freeze_base_model),
+            ("featureExtraction", training.feature_extraction),
+        )
+        if on
+    ]
+    if asked:
+        raise InvalidInput(
+            f"Model version {version.number} was made from the architecture "
+            f"{version.architecture!r} and has never been trained: its features are random, "
+            f"so {' and '.join(asked)} would train a head over noise; leave "
+            f"{' and '.join(asked)} off to train the whole network from scratch",
+            details={"field": "modelId", "options": asked},
+        )
+    if training.use_transfer_learning:
+        logger.info(
+            "An untrained version trains from scratch",
+            extra={"model_version_id": version.id},
+        )
+        training = training.model_copy(update={"use_transfer_learning": False})
     return job_config.model_copy(update={"training": training})
 
 

@@ -107,18 +107,37 @@ function sendForm<T>(
 export interface RepositoryImport {
   repository: string;
   modelId: string;
+  /** Empty to let the server name the model after the id's last part. */
   name: string;
   description: string;
+  /** A branch, tag, commit, weights tag or version, as the repository understands it. */
+  revision?: string;
+  /** The timm or torchvision name a state dict belongs to, when the repository does not say. */
+  architecture?: string;
+  /** The names of the model's outputs, in order; they win over what the repository says. */
+  classNames?: readonly string[];
 }
 
 const REPOSITORY_IMPORT_PATH = "/api/admin/models/import/repository";
 
-/** Starts a repository import and resolves with the new model's id and its import job. */
-export function importRepositoryModel(request: RepositoryImport): Promise<ModelUploadAnswer> {
+function repositoryFormFor(request: RepositoryImport): FormData {
   const form = new FormData();
   form.append("repository", request.repository);
   form.append("modelId", request.modelId);
   form.append("name", request.name);
   form.append("description", request.description);
-  return sendForm<ModelUploadAnswer>(REPOSITORY_IMPORT_PATH, form, () => undefined);
+  if (request.revision) form.append("revision", request.revision);
+  if (request.architecture) form.append("architecture", request.architecture);
+  // A JSON list, so that the server reads each name whole, whatever characters it holds.
+  if (request.classNames?.length) form.append("classNames", JSON.stringify(request.classNames));
+  return form;
+}
+
+/** Starts a repository import and resolves with the new model's id and its import job. */
+export function importRepositoryModel(request: RepositoryImport): Promise<ModelUploadAnswer> {
+  return sendForm<ModelUploadAnswer>(
+    REPOSITORY_IMPORT_PATH,
+    repositoryFormFor(request),
+    () => undefined,
+  );
 }

@@ -1,4 +1,4 @@
-// The models list, with the upload dialog.
+// The models list, with the upload and repository import dialogs.
 import { useState } from "react";
 
 import { api, unwrap } from "../api/client";
@@ -10,6 +10,7 @@ import { formatCount, formatTime } from "../format";
 import { useResource } from "../resource";
 import { href } from "../router";
 import { ModelUploadDialog } from "./ModelUploadDialog";
+import { RepositoryImportDialog } from "./RepositoryImportDialog";
 
 const PAGE_SIZE = 20;
 
@@ -81,6 +82,7 @@ function ModelRow({ model }: { model: ModelSummary }) {
 export function Models() {
   const [page, setPage] = useState(1);
   const [uploading, setUploading] = useState(false);
+  const [importing, setImporting] = useState(false);
   const models = useResource(
     () =>
       unwrap(api.GET("/api/admin/models", { params: { query: { page, pageSize: PAGE_SIZE } } })),
@@ -100,6 +102,9 @@ export function Models() {
         </div>
         <div className="card-actions">
           <BundledImportButton onStarted={models.reload} />
+          <button type="button" className="button-secondary" onClick={() => setImporting(true)}>
+            Import from a repository
+          </button>
           <button type="button" onClick={() => setUploading(true)}>
             Upload model
           </button>
@@ -113,7 +118,9 @@ export function Models() {
             <p className="strong">No models yet</p>
             <p className="muted">
               Upload a PyTorch state dict (.safetensors or .pt), a TorchScript, ONNX, Keras or
-              TFLite file; Kai inspects it safely and records its first version. Or start from the
+              TFLite file; Kai inspects it safely and records its first version. Or import one from
+              a repository (Hugging Face, PyTorch Hub, the ONNX Model Zoo, Kaggle, TensorFlow Hub or
+              a URL), take an untrained architecture to train from scratch, or start from the
               pretrained EfficientNet-Lite0 that ships with Kai, no download needed.
             </p>
             <button type="button" onClick={() => setUploading(true)}>
@@ -147,6 +154,15 @@ export function Models() {
       )}
       {uploading && (
         <ModelUploadDialog onClose={() => setUploading(false)} onChanged={models.reload} />
+      )}
+      {importing && (
+        <RepositoryImportDialog
+          onClose={() => setImporting(false)}
+          onStarted={() => {
+            setImporting(false);
+            models.reload();
+          }}
+        />
       )}
     </div>
   );

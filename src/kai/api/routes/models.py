@@ -221,9 +221,12 @@ def create_repository_import(
     """Queue the import of a pretrained model from a public repository.
 
     ``repository`` is one of ``huggingface``, ``pytorch-hub``, ``onnx-model-zoo``,
-    ``tensorflow-hub``, ``kaggle`` or ``url``; ``modelId`` is the model's id there
-    (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``, ``resnet18-v1-7``, a Kaggle
-    handle, a URL). The job reads the repository client's cache when the network is missing.
+    ``tensorflow-hub``, ``kaggle``, ``url``, ``bundled`` or ``architecture``; ``modelId`` is
+    the model's id there (``timm/resnet18.a1_in1k``, ``torchvision:resnet18``,
+    ``resnet18-v1-7``, a Kaggle handle, a URL, ``efficientnet_lite0``). ``architecture``
+    builds a timm or torchvision architecture by name (``resnet18``, ``timm:NAME``,
+    ``torchvision:NAME``) with fresh weights, a model that trains from scratch. The job
+    reads the repository client's cache when the network is missing.
     ``trustRepositoryCode`` (admins only) allows building a PyTorch Hub model with its
     repository's own ``hubconf.py`` (``OWNER/REPO:ENTRY``), inside the sandbox.
     The advanced fields are the upload's (``inputSize``, ``mean``, ``std``, ``classNames``

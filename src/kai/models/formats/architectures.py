@@ -66,7 +66,7 @@ def resolve_architecture(name: str) -> Architecture:
         return Architecture(cleaned, ArchitectureLibrary.TIMM)
     if cleaned in torchvision.models.list_models():
         return Architecture(cleaned, ArchitectureLibrary.TORCHVISION)
-    known = [*timm.list_models(), *torchvision.models.list_models()]
+    known = list(dict.fromkeys([*timm.list_models(), *torchvision.models.list_models()]))
     close = difflib.get_close_matches(cleaned, known, n=_SUGGESTIONS)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise InvalidInput(

@@ -13,6 +13,7 @@ repository          model id                                              client
 ``tensorflow-hub``  a ``tfhub.dev`` address, mapped to its Kaggle handle  kagglehub
 ``url``             a URL; the route queues a URL import instead          Kai's downloader
 ``bundled``         ``efficientnet_lite0``                                an installed package
+``architecture``    ``resnet18``, ``timm:NAME``, ``torchvision:NAME``     none: fresh weights
 ==================  ====================================================  ==================
 
 The API checks what it can without the network
@@ -23,6 +24,7 @@ the repository's facts (architecture, classes, input spec) as options and
 its resolved revision as provenance.
 """
 
+from kai.models.repositories._architectures import is_untrained
 from kai.models.repositories._base import FetchedModel, Repository
 from kai.models.repositories._requests import (
     check_repository_request,
@@ -35,5 +37,6 @@ __all__ = [
     "Repository",
     "check_repository_request",
     "fetch_repository_model",
+    "is_untrained",
     "parse_repository",
 ]

@@ -20,6 +20,7 @@ class Repository(StrEnum):
     KAGGLE = "kaggle"
     URL = "url"
     BUNDLED = "bundled"
+    ARCHITECTURE = "architecture"
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def fetch_bundled(reference: str, options: ImportOptions) -> FetchedModel:
         path=path,
         options=found,
         provenance={
+            "kind": "repository",
             "repository": Repository.BUNDLED.value,
             "reference": reference,
             "revision": version,

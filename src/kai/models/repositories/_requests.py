@@ -9,7 +9,7 @@ from pathlib import Path
 from kai.config import Settings
 from kai.errors import InvalidInput, PermissionDenied
 from kai.models.formats.base import ImportOptions
-from kai.models.repositories import _bundled, _kaggle, _onnx_zoo, _torch_hub
+from kai.models.repositories import _architectures, _bundled, _kaggle, _onnx_zoo, _torch_hub
 from kai.models.repositories._base import FetchedModel, Repository
 from kai.models.repositories._hub_code import fetch_hub_code, parse_hub_reference
 from kai.models.repositories._huggingface import fetch_huggingface
@@ -96,6 +96,8 @@ def fetch_repository_model(
     _check_reference(repository, reference)
     if repository is Repository.BUNDLED:
         return _bundled.fetch_bundled(reference, options)
+    if repository is Repository.ARCHITECTURE:
+        return _architectures.fetch_architecture(reference, options, work_dir=scratch)
     if repository is Repository.HUGGINGFACE:
         return fetch_huggingface(reference, revision, options, work_dir=scratch)
     if repository is Repository.PYTORCH_HUB:
@@ -110,6 +112,8 @@ def fetch_repository_model(
 def _check_reference(repository: Repository, reference: str) -> None:
     if repository is Repository.BUNDLED:
         _bundled.check_reference(reference)
+    elif repository is Repository.ARCHITECTURE:
+        _architectures.check_reference(reference)
     elif repository is Repository.HUGGINGFACE:
         parts = reference.split("/")
         if len(parts) != _HF_ID_PARTS or not all(parts):
