@@ -110,10 +110,9 @@ def test_the_old_spelling_of_the_transfer_flag_is_accepted(
         ),
         ("pytorch_state_dict", {"crossValidationFolds": 5}, "class 'ceramic' has images (4)"),
         ("onnx", {"enableHyperparameterTuning": True}, "Shrink): it trains only by feature"),
-        ("torchscript", {}, "'torchscript', which Kai cannot train: a TorchScript"),
-        ("transformers", {}, "training transformers models is not built yet"),
-        ("tensorflow", {}, "Kai cannot read features out of a frozen TensorFlow graph"),
-        ("savedmodel", {}, "returns no embedding beside its class scores"),
+        ("torchscript", {"crossValidationFolds": 2}, "its class scores serve as its features"),
+        # A format a plugin adds trains once its training is built.
+        ("npz_linear", {}, "training npz_linear models is not built yet"),
         ("pytorch_state_dict", {"batchSize": 64}, "batchSize 64 is larger than the training"),
         ("pytorch_state_dict", {"epochs": 0}, "epochs"),
     ],
@@ -136,11 +135,27 @@ def test_requests_that_cannot_train_are_refused_before_a_job_starts(
     assert not [job for job in jobs if job["type"] == "training.run"]
 
 
-@pytest.mark.parametrize("model_format", ["onnx", "tflite", "savedmodel"])
+@pytest.mark.parametrize(
+    ("model_format", "details"),
+    [
+        ("onnx", None),
+        # No linear head: its outputs serve as its features.
+        ("onnx", {"featureTensor": None}),
+        ("tflite", None),
+        ("savedmodel", {"featuresOutput": "features"}),
+        ("savedmodel", {}),
+        ("tensorflow", None),
+        ("torchscript", None),
+    ],
+)
 def test_a_graph_model_trains_by_feature_extraction_and_its_config_says_so(
-    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int, model_format: str
+    client: TestClient,
+    admin: Account,
+    runtime: Runtime,
+    dataset_id: int,
+    model_format: str,
+    details: dict[str, Any] | None,
 ) -> None:
-    details = {"featuresOutput": "features"} if model_format == "savedmodel" else None
     model_id = add_model(runtime, model_format, details)
     response = client.post(START, json=request(model_id, dataset_id), headers=admin.headers)
     assert response.status_code == 202, response.text
@@ -173,6 +188,19 @@ def test_a_keras_model_fine_tunes_its_network_unless_feature_extraction_is_asked
         job_id = response.json()["jobId"]
         read = client.get(f"/api/admin/training/{job_id}", headers=admin.headers)
         assert read.json()["config"]["training"]["feature_extraction"] is asked
+
+
+def test_a_transformers_classifier_is_fine_tuned_whole_and_may_be_searched(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "transformers")
+    body = request(model_id, dataset_id, enableHyperparameterTuning=True)
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    training = read.json()["config"]["training"]
+    assert training["feature_extraction"] is False
+    assert training["search"] is not None
 
 
 def test_hyperparameter_tuning_queues_a_search_with_sensible_defaults(

@@ -67,6 +67,12 @@ def test_an_untrained_architecture_imports_from_the_dialog_and_becomes_ready(
     expect(row.locator("td.numeric")).to_have_text("3")
     page.screenshot(path=screenshot_dir / "models-11-repository-import-listed.png")
 
+    # The model's page says where the version came from: no weights to start with.
+    link.click()
+    provenance = page.locator('[data-provenance="untrained"]')
+    expect(provenance).to_contain_text(f"built from the architecture {ARCHITECTURE}")
+    expect(provenance).to_contain_text("training starts it from scratch")
+
 
 def test_a_malformed_id_shows_the_apis_message_in_the_dialog(
     page: Page, sign_in: SignIn, api_session: ApiSession, screenshot_dir: Path

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import safetensors.numpy
+import torch
 from training_factories import (
     COLOURS,
     dataset_zip,
@@ -38,6 +39,7 @@ from kai.quality.backbones import resolve_embedder
 from kai.security.images import ImageLimits
 from kai.storage.blobs import LocalBlobStore
 from models.model_factories import linear_onnx_graph, save_torchscript, tiny_model
+from models.savedmodel_factories import NUM_CLASSES as SAVEDMODEL_CLASSES
 from models.savedmodel_factories import build_saved_models
 from models.tflite_factories import linear_tflite
 
@@ -70,10 +72,13 @@ def train_graph(
     env: JobEnvironment,
     model_file: Path,
     dataset_id: int,
+    *,
+    import_options: dict[str, Any] | None = None,
     **changes: Any,
 ) -> tuple[dict[str, object], ModelVersion]:
     """Import ``model_file``, train it (by default without asking for a mode), return results."""
-    model_id = import_model(settings, database, blobs, model_file, architecture=None)
+    facts = {"architecture": None, **(import_options or {})}
+    model_id = import_model(settings, database, blobs, model_file, **facts)
     options = {"epochs": 40, "learning_rate": 0.2, **changes}
     job_id = queue_training(database, model_id, dataset_id, **options)
     assert read_job(database, job_id).config["training"]["feature_extraction"] is True
@@ -247,7 +252,56 @@ def test_a_keras_model_asked_for_feature_extraction_trains_a_head_over_its_featu
     np.testing.assert_allclose(predictor.predict(batch), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_a_torchscript_model_is_refused_with_the_reason(
+def scripted_pooled_linear(path: Path, num_classes: int) -> Path:
+    """A TorchScript program: mean colour through a seeded linear layer, no embedding to reach."""
+    torch.manual_seed(0)
+    return save_torchscript(PooledLinear(num_classes), path)
+
+
+class PooledLinear(torch.nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, num_classes)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.fc(pixels.mean(dim=(2, 3)))
+
+
+def assert_scores_trained(
+    database: Database, job_results: dict[str, object], version: ModelVersion, width: int
+) -> None:
+    """The version is a head over its parent's class scores, and the job said so."""
+    assert version.format == "kai_head"
+    assert job_results["featureExtraction"] == {
+        "backbone": f"model-version-{version.parent_id}-32px",
+        "embeddingWidth": width,
+    }
+    job_id = version.created_by_job_id
+    assert job_id is not None
+    logs = " ".join(e.payload["message"] for e in events(database, job_id, "log"))
+    assert "class scores serve as its features" in logs
+
+
+def test_a_torchscript_model_trains_a_head_over_its_class_scores(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    script = scripted_pooled_linear(tmp_path / "m.pt", num_classes=4)
+    results, version = train_graph(settings, database, blobs, env, script, dataset_id)
+
+    assert_scores_trained(database, results, version, width=4)
+    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }
+
+
+def test_a_torchscript_model_refuses_what_needs_a_network(
     tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
 ) -> None:
     dataset_id = import_dataset(
@@ -255,17 +309,53 @@ def test_a_torchscript_model_is_refused_with_the_reason(
     )
     script = save_torchscript(tiny_model(2), tmp_path / "m.pt")
     model_id = import_model(settings, database, blobs, script, architecture=None)
-    with pytest.raises(InvalidInput, match="'torchscript', which Kai cannot train"):
-        queue_training(database, model_id, dataset_id)
+    with pytest.raises(InvalidInput, match="trains only by feature extraction"):
+        queue_training(database, model_id, dataset_id, cross_validation_folds=2)
 
 
-def test_an_onnx_graph_without_a_linear_head_is_refused_with_the_reason(
-    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+def test_an_onnx_graph_without_a_linear_head_trains_a_head_over_its_outputs(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
 ) -> None:
     dataset_id = import_dataset(
         settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
     )
     graph = headless_onnx_file(tmp_path / "m.onnx")
-    model_id = import_model(settings, database, blobs, graph, architecture=None)
-    with pytest.raises(InvalidInput, match="does not come from a Gemm or MatMul head"):
-        queue_training(database, model_id, dataset_id)
+    results, version = train_graph(settings, database, blobs, env, graph, dataset_id)
+
+    assert_scores_trained(database, results, version, width=3)
+    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }
+
+
+def test_a_frozen_tensorflow_graph_trains_a_head_over_its_class_scores(
+    tmp_path: Path,
+    settings: Settings,
+    database: Database,
+    blobs: LocalBlobStore,
+    env: JobEnvironment,
+) -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs the tensorflow extra: pip install -e '.[tensorflow]'")
+    frozen = build_saved_models(tmp_path / "saved", tmp_path / "canary")["frozen"]
+    dataset_id = import_dataset(
+        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
+    )
+    results, version = train_graph(
+        settings,
+        database,
+        blobs,
+        env,
+        frozen,
+        dataset_id,
+        import_options={"graph_output": "logits"},
+    )
+
+    assert_scores_trained(database, results, version, width=SAVEDMODEL_CLASSES)
+    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }

@@ -52,6 +52,7 @@ from kai.models.records import (
 from kai.models.trained import (
     GRAPH_CHECK,
     KERAS_CHECK,
+    TRANSFORMERS_CHECK,
     WEIGHTS_CHECK,
     TrainedVersion,
     create_trained_version,
@@ -63,6 +64,7 @@ __all__ = [
     "GRAPH_CHECK",
     "IMPORT_JOB",
     "KERAS_CHECK",
+    "TRANSFORMERS_CHECK",
     "WEIGHTS_CHECK",
     "ClassScore",
     "ImagePrediction",

@@ -107,12 +107,21 @@ class PredictorCache:
                 shutil.rmtree(self.cache_dir / str(evicted), ignore_errors=True)
             return predictor
 
-    def _load(self, request: LoadRequest) -> Predictor:
-        if self._registry is None:
-            self._registry = create_format_registry()
+    def lay_out(self, request: LoadRequest) -> Path:
+        """The version's folder with every file in place and checked, loaded by nobody.
+
+        Raises:
+            UnsafeModelFile: A stored file no longer matches its address.
+        """
         folder = self.cache_dir / str(request.version_id)
         for name, sha256 in request.artifacts:
             self._materialise(folder / name, sha256)
+        return folder
+
+    def _load(self, request: LoadRequest) -> Predictor:
+        if self._registry is None:
+            self._registry = create_format_registry()
+        folder = self.lay_out(request)
         logger.info(
             "Loading model version %d", request.version_id, extra={"format": request.format_name}
         )

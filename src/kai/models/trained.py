@@ -7,7 +7,10 @@ recorded as an evaluation on that dataset version. A retried job that
 already wrote its version gets that version back, never a second one.
 
 A Keras model fine-tuned through its own network stays a ``keras`` version:
-the trained ``model.keras``, in the parent's format and framework.
+the trained ``model.keras``, in the parent's format and framework. A
+transformers classifier stays a ``transformers`` version: its trained
+``model.safetensors`` with the files its format loads beside it (the new
+``config.json``, the parent's ``preprocessor_config.json``).
 
 A head trained over a graph model's frozen features becomes a ``kai_head``
 version: the head file, and the parent's own files kept unchanged under
@@ -41,6 +44,11 @@ KERAS_CHECK = (
     "written by Kai's training job as a .keras archive of built-in Keras layers, "
     "read back through the checked Keras loader before it was stored"
 )
+TRANSFORMERS_CHECK = (
+    "written by Kai's training job with save_pretrained: safetensors weights and a config.json "
+    "of transformers' own class for its model_type (no auto_map), read back through the "
+    "checked loader with the trained weights before it was stored"
+)
 GRAPH_CHECK = (
     "written by Kai's training job as an ONNX graph exported from the fine-tuned network, "
     "checked against it in ONNX Runtime"
@@ -67,6 +75,10 @@ class TrainedVersion:
             features (see :mod:`kai.models.formats.frozen_heads`).
         details: Format-specific facts for the inspection, as an import records them.
         safety_checks: The checks the weights file passed, for its safety verdict.
+        extra_files: Files stored beside ``weights`` that its format loads with it,
+            such as a transformers version's ``config.json``.
+        head_layer: The classification layer's name, recorded in the spec for formats
+            that read features before it; None lets the format find it.
     """
 
     parent_id: int
@@ -82,6 +94,8 @@ class TrainedVersion:
     head_over_parent: bool = False
     details: Mapping[str, Any] = field(default_factory=dict)
     safety_checks: Sequence[str] = (WEIGHTS_CHECK,)
+    extra_files: Sequence[StoredFile] = ()
+    head_layer: str | None = None
 
 
 def create_trained_version(session: Session, trained: TrainedVersion) -> ModelVersion:
@@ -118,6 +132,7 @@ def _new_version(
         num_classes=len(trained.class_names),
         input=trained.input_spec,
         class_names=list(trained.class_names),
+        graph_output=trained.head_layer,
     )
     inspection = Inspection(
         spec=spec,
@@ -143,7 +158,7 @@ def _new_version(
     return NewVersion(
         framework=HEAD_FRAMEWORK if over_parent else parent.framework,
         inspection=inspection,
-        files=[trained.weights, *base_files],
+        files=[trained.weights, *trained.extra_files, *base_files],
         sha256=trained.weights.sha256,
         size_bytes=trained.weights.size_bytes,
         provenance=provenance,

@@ -1,12 +1,12 @@
 """Training: connect a model version with a dataset version in a job, and keep the result.
 
-A ``training.run`` job fine-tunes a PyTorch model version (or an ONNX
-graph converted to one) on a dataset version's reduced images, reports
-progress and per-epoch metrics as job events, checkpoints every epoch, and
-writes the trained weights as a new version of the model with its lineage.
-The same job can search the hyperparameters with Optuna first, or
-cross-validate over k folds. The API, the CLI and the workers share
-:class:`TrainingConfig`.
+A ``training.run`` job fine-tunes a PyTorch model version (a state dict, a
+transformers classifier, or an ONNX graph converted to one) on a dataset
+version's reduced images, reports progress and per-epoch metrics as job
+events, checkpoints every epoch, and writes the trained weights as a new
+version of the model with its lineage. The same job can search the
+hyperparameters with Optuna first, or cross-validate over k folds. The API,
+the CLI and the workers share :class:`TrainingConfig`.
 """
 
 from kai.training.config import (

@@ -18,7 +18,10 @@ that does not convert to PyTorch, or one asked to train this way) embeds
 through its predictor's ``extract_features``, loaded as predictions load
 it; its graph takes no new head, so the new version is a ``kai_head``: the
 trained head beside the parent's unchanged files, predicting through the
-parent's features.
+parent's features. A transformers classifier embeds through its predictor
+too (the input of its head, under the identity quality analysis gives that
+version), and its trained head goes back into the classifier rebuilt from
+its folder, so the new version is a ``transformers`` one.
 
 Augmentation does not apply (each image is embedded once, fitted whole to
 the backbone's square input).
@@ -43,6 +46,7 @@ from kai.embeddings import (
     load_version_backbone,
     load_weights_backbone,
 )
+from kai.evaluation import Evaluation
 from kai.jobs.context import JobContext
 from kai.models.formats import architectures
 from kai.models.formats.frozen_heads import HEAD_NAME, write_head
@@ -50,10 +54,13 @@ from kai.training import checkpoints, runs
 from kai.training.config import ClassBalance, TrainingConfig, TrainingJobConfig
 from kai.training.data import balanced_target_sampler
 from kai.training.devices import CPU_PLAN, DevicePlan
+from kai.training.hf_networks import attach_head as attach_transformers_head
+from kai.training.hf_networks import create_transformers_network
 from kai.training.loop import EarlyStopper
 from kai.training.runs import EPOCHS_END, Plan, RunState
 from kai.training.samples import TrainingSample
 from kai.training.schedules import PlateauScale, create_schedule
+from kai.training.starts import FOLDER_FORMATS
 from kai.training.transfer import BaseWeights, create_network, create_optimizer
 
 logger = logging.getLogger(__name__)
@@ -82,9 +89,8 @@ def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:
     job_config, config, folder = runs.prepare(ctx)
     config = config.model_copy(update={"freeze_base_model": False, "unfreeze_every_epochs": None})
     plan = runs.resolve_plan(ctx, job_config, folder)
-    graph = plan.weights_sha256 is None
-    if graph:
-        # The graph's own input size and preprocessing are the only ones it takes.
+    if plan.weights_sha256 is None:
+        # The model's own input size and preprocessing are the only ones its predictor takes.
         config = config.model_copy(update={"image_size_px": None})
         backbone = create_graph_backbone(ctx, plan)
     else:
@@ -101,15 +107,34 @@ def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(EPOCHS_END, stage="evaluate", force=True)
     evaluation = runs.evaluate_final(ctx, plan, state)
     extra = {"featureExtraction": {"backbone": backbone.identity, "embeddingWidth": rows.width}}
-    if graph:
-        head = store_head(ctx, plan, state.network)
-        results = runs.write_results(ctx, plan, config, state, evaluation, extra, head=head)
-    else:
-        state.network = attach_head(plan, weights, state.network)
-        results = runs.write_results(ctx, plan, config, state, evaluation, extra)
+    results = write_trained_head(ctx, plan, config, state, evaluation, extra)
     checkpoints.remove_checkpoints(folder)
     ctx.progress(1.0, stage="done", force=True)
     return results | {"stoppedEarly": stopped_early}
+
+
+def write_trained_head(
+    ctx: JobContext,
+    plan: Plan,
+    config: TrainingConfig,
+    state: RunState,
+    evaluation: Evaluation,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the trained head as a version; the job's results.
+
+    A state dict or a transformers classifier takes the head into its own
+    network, whole again in its own format; a graph's head is a ``kai_head``
+    over the parent's files.
+    """
+    if plan.spec.format in FOLDER_FORMATS:
+        state.network = attach_classifier_head(ctx, plan, state.network)
+    elif plan.weights_sha256 is None:
+        head = store_head(ctx, plan, state.network)
+        return runs.write_results(ctx, plan, config, state, evaluation, extra, head=head)
+    else:
+        state.network = attach_head(plan, runs.base_weights(ctx, plan), state.network)
+    return runs.write_results(ctx, plan, config, state, evaluation, extra)
 
 
 def create_feature_backbone(plan: Plan, weights: Path, sha256: str) -> Backbone:
@@ -125,8 +150,11 @@ def create_feature_backbone(plan: Plan, weights: Path, sha256: str) -> Backbone:
 
 
 def create_graph_backbone(ctx: JobContext, plan: Plan) -> Backbone:
-    """A graph model's features, read by its predictor, keyed as quality analysis keys it."""
-    ctx.log(f"Embedding with the {plan.spec.format} graph's features: only a new head trains")
+    """A version's features as its predictor reads them, keyed as quality analysis keys them.
+
+    A graph's, or a transformers classifier's: the input of its head.
+    """
+    ctx.log(f"Embedding with the {plan.spec.format} model's own features: only a new head trains")
     with ctx.db.session() as session:
         return load_version_backbone(
             session, ctx.blobs, plan.model_version_id, cache_dir=ctx.work_dir / "backbone"
@@ -236,6 +264,14 @@ def rows_loader(
         sampler = balanced_target_sampler(tensors[1], generator)
         return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=train, generator=generator)
+
+
+def attach_classifier_head(ctx: JobContext, plan: Plan, head: nn.Module) -> nn.Module:
+    """The transformers classifier rebuilt from the version's folder with the trained head."""
+    folder = runs.lay_out_files(ctx, plan)
+    classes = plan.samples.classes
+    network, _ = create_transformers_network(plan.spec, folder, class_names=classes)
+    return attach_transformers_head(network, head)
 
 
 def attach_head(plan: Plan, weights: BaseWeights, head: nn.Module) -> nn.Module:

@@ -37,6 +37,7 @@ from kai.evaluation import evaluate as evaluate_predictions
 from kai.jobs.context import JobContext
 from kai.jobs.events import list_events
 from kai.models.formats import InputSpec, LayerGroup, ModelSpec, architectures
+from kai.models.formats.hf_configs import PREPROCESSOR_NAME
 from kai.models.formats.onnx_graphs import MODEL_NAME as GRAPH_FILE_NAME
 from kai.models.formats.onnx_networks import GraphClassifier, export_network
 from kai.training import checkpoints
@@ -48,6 +49,11 @@ from kai.training.data import (
     start_loader_processes,
 )
 from kai.training.devices import DevicePlan, choose_device, out_of_memory_as
+from kai.training.hf_networks import (
+    TransformersNetwork,
+    create_transformers_network,
+    save_transformers_network,
+)
 from kai.training.loop import EarlyStopper, evaluate, train_epoch
 from kai.training.metrics import EpochTiming, advice_for, compute_epoch_metrics, diagnose
 from kai.training.samples import (
@@ -59,6 +65,7 @@ from kai.training.samples import (
 from kai.training.schedules import PlateauScale, create_schedule
 from kai.training.starts import (
     CONVERTIBLE_FORMATS,
+    FOLDER_FORMATS,
     TRAINABLE_FORMATS,
     check_dataset_version,
     check_model_version,
@@ -96,11 +103,12 @@ class Plan:
         model_version_id: The version training starts from.
         dataset_version_id: The dataset version it trains on.
         spec: The model version's spec.
-        weights_sha256: The blob of its safetensors weights; None for a graph model.
+        weights_sha256: The blob of its state dict's weights; None for other formats.
         layer_groups: Its stored layer groups.
         samples: The samples by split.
-        graph_files: ``(name, blob address)`` of an ONNX version's files, converted
-            to a network to fine-tune; empty for other formats.
+        files: ``(name, blob address)`` of the version's files the network is rebuilt
+            from: an ONNX graph converted to a network, a transformers folder; empty
+            for other formats.
     """
 
     model_version_id: int
@@ -109,7 +117,7 @@ class Plan:
     weights_sha256: str | None
     layer_groups: list[LayerGroup]
     samples: SplitSamples
-    graph_files: tuple[tuple[str, str], ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -254,8 +262,8 @@ def resolve_plan(ctx: JobContext, job_config: TrainingJobConfig, folder: Path) -
             else None,
             layer_groups=[LayerGroup.model_validate(g) for g in model_version.layer_groups],
             samples=samples,
-            graph_files=models.load_request_for(session, model_version).artifacts
-            if model_version.format in CONVERTIBLE_FORMATS
+            files=models.load_request_for(session, model_version).artifacts
+            if model_version.format in CONVERTIBLE_FORMATS | FOLDER_FORMATS
             else (),
         )
     _pin(folder, plan)
@@ -391,26 +399,37 @@ def create_base_network(
 ) -> tuple[nn.Module, bool]:
     """The version's network with a head for the dataset, and whether the head is new.
 
-    An ONNX version's graph is converted to a network here, in the job's process.
+    An ONNX version's graph is converted to a network here, in the job's process;
+    a transformers version's classifier is rebuilt from its folder.
 
     Raises:
         GraphNotConvertible: The ONNX graph does not convert.
     """
     classes = plan.samples.classes
-    if not plan.graph_files:
-        weights = base_weights(ctx, plan) if config.use_transfer_learning else None
+    pretrained = config.use_transfer_learning
+    if not plan.files:
+        weights = base_weights(ctx, plan) if pretrained else None
         return create_network(plan.spec, weights, class_names=classes)
-    folder = ctx.work_dir / "graph" / str(rank)
-    cache = models.PredictorCache(ctx.blobs, folder, max_entries=1)
-    # Laying the files out through the cache checks each one against its address.
-    cache.get(
-        models.LoadRequest(plan.model_version_id, plan.spec.format, plan.spec, plan.graph_files)
-    )
-    path = folder / str(plan.model_version_id) / GRAPH_FILE_NAME
+    folder = lay_out_files(ctx, plan, rank=rank)
+    if plan.spec.format in FOLDER_FORMATS:
+        return create_transformers_network(
+            plan.spec, folder, class_names=classes, pretrained=pretrained
+        )
     ctx.log(f"Converting the {plan.spec.format} graph to a PyTorch network to fine-tune it whole")
     return create_graph_network(
-        plan.spec, path, class_names=classes, pretrained=config.use_transfer_learning
+        plan.spec, folder / GRAPH_FILE_NAME, class_names=classes, pretrained=pretrained
     )
+
+
+def lay_out_files(ctx: JobContext, plan: Plan, *, rank: int = 0) -> Path:
+    """The folder holding the version's files, each checked against its blob address.
+
+    Raises:
+        UnsafeModelFile: A stored file no longer matches its address.
+    """
+    cache = models.PredictorCache(ctx.blobs, ctx.work_dir / "parent" / str(rank), max_entries=1)
+    request = models.LoadRequest(plan.model_version_id, plan.spec.format, plan.spec, plan.files)
+    return cache.lay_out(request)
 
 
 def create_loss(plan: Plan, config: TrainingConfig, device: DevicePlan) -> nn.Module:
@@ -742,6 +761,8 @@ def write_results(
     instead of the network's weights, with the parent's files kept beside it.
     ``network_file``, the network already stored in the parent's own format (a
     Keras model), is written instead of a state dict, with its ``layer_groups``.
+    A stored network that knows its own layer groups (a transformers folder's, in
+    the classifier's names) records them when ``layer_groups`` is None.
     """
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
@@ -754,7 +775,7 @@ def write_results(
     else:
         stored = _store_network(ctx, plan, state.network, input_spec)
     if layer_groups is None:
-        layer_groups = resolve_layer_groups(state.network, [])
+        layer_groups = stored.layer_groups or resolve_layer_groups(state.network, [])
     trained = models.TrainedVersion(
         parent_id=plan.model_version_id,
         job_id=ctx.job_id,
@@ -769,6 +790,8 @@ def write_results(
         head_over_parent=head is not None,
         details=stored.details,
         safety_checks=stored.safety_checks,
+        extra_files=stored.extra_files,
+        head_layer=stored.head_layer,
     )
     with ctx.db.session() as session:
         version = models.create_trained_version(session, trained)
@@ -820,11 +843,24 @@ def _input_spec(plan: Plan, config: TrainingConfig) -> InputSpec:
 
 @dataclass(frozen=True)
 class StoredNetwork:
-    """A trained network's file in the blob store, with what its version records about it."""
+    """A trained network's files in the blob store, with what its version records about them.
+
+    Attributes:
+        file: The weights, or the one file holding the network.
+        details: Format-specific facts for the version's inspection.
+        safety_checks: The checks the files passed.
+        extra_files: Files its format loads beside ``file``.
+        layer_groups: Its layer groups as its format names them; None when the
+            trained module's own names are those.
+        head_layer: The classification layer its format reads features before.
+    """
 
     file: models.StoredFile
     details: dict[str, Any] = field(default_factory=dict)
     safety_checks: tuple[str, ...] = (models.WEIGHTS_CHECK,)
+    extra_files: tuple[models.StoredFile, ...] = ()
+    layer_groups: tuple[LayerGroup, ...] | None = None
+    head_layer: str | None = None
 
 
 def _store_network(
@@ -832,7 +868,39 @@ def _store_network(
 ) -> StoredNetwork:
     if isinstance(network, GraphClassifier):
         return _store_graph(ctx, plan, network, input_spec)
+    if isinstance(network, TransformersNetwork):
+        return _store_transformers(ctx, plan, network)
     return StoredNetwork(_store_weights(ctx, plan, network))
+
+
+def _store_transformers(ctx: JobContext, plan: Plan, network: TransformersNetwork) -> StoredNetwork:
+    """The trained classifier as a transformers folder, read back as trained, then stored.
+
+    The folder's ``config.json`` names the dataset's classes; the parent's
+    ``preprocessor_config.json`` (the same blob) keeps describing its input.
+
+    Raises:
+        CorruptModelFile: The saved folder does not read back as trained.
+    """
+    written = save_transformers_network(network, ctx.work_dir / "trained-transformers")
+    roles = ("weights", "config")
+    stored = [_put(ctx, role, path) for role, path in zip(roles, written, strict=True)]
+    kept = dict(plan.files).get(PREPROCESSOR_NAME)
+    if kept is not None:
+        stored.append(models.StoredFile("config", PREPROCESSOR_NAME, kept, ctx.blobs.size(kept)))
+    details = {"modelClass": type(network.model).__name__, "modelType": plan.spec.architecture}
+    return StoredNetwork(
+        stored[0],
+        details,
+        (models.TRANSFORMERS_CHECK,),
+        extra_files=tuple(stored[1:]),
+        layer_groups=tuple(network.model_groups()),
+        head_layer=network.head,
+    )
+
+
+def _put(ctx: JobContext, role: str, path: Path) -> models.StoredFile:
+    return models.StoredFile(role, path.name, ctx.blobs.put_file(path), path.stat().st_size)
 
 
 def _store_graph(

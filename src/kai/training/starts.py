@@ -1,17 +1,23 @@
 """Starting a training job: judge the request before any job runs, then queue it.
 
-A PyTorch state dict trains any way. An ONNX graph that converts to PyTorch
-(its import tried the conversion and recorded the verdict in its inspection
-details as ``torchConversion``) trains the same ways: the job converts it
-again in its own process and fine-tunes the network under a new head. A
-Keras model fine-tunes its own network through Keras's PyTorch backend in
-one plain run (the job falls back to feature extraction when its head or
-layers do not allow that). Other graph models (an ONNX graph that does not
-convert, TFLite, a SavedModel whose signature returns an embedding, or a
-head Kai trained over one) train only by feature extraction, their frozen
-graph embedding the images, so a job on one has ``featureExtraction`` turned
-on in its stored config. TorchScript programs, frozen TensorFlow graphs and
-SavedModels without an embedding output give no features and are refused.
+A PyTorch state dict trains any way. A Hugging Face transformers image
+classifier trains the same ways: the job rebuilds transformers' own class
+for its config from the kept folder, with a head for the dataset's classes,
+and writes a ``transformers`` version again; it trains at its own input size
+(``imageSizePx`` is dropped from its config). An ONNX graph that converts to
+PyTorch (its import tried the conversion and recorded the verdict in its
+inspection details as ``torchConversion``) trains the same ways: the job
+converts it again in its own process and fine-tunes the network under a new
+head. A Keras model fine-tunes its own network through Keras's PyTorch
+backend in one plain run (the job falls back to feature extraction when its
+head or layers do not allow that). Other models (an ONNX graph that does
+not convert, TFLite, SavedModels, frozen TensorFlow graphs, TorchScript
+programs, or a head Kai trained over one) train only by feature
+extraction, the frozen model embedding the images, so a job on one has
+``featureExtraction`` turned on in its stored config. Where the model
+exposes no embedding (TorchScript, a frozen graph, a SavedModel whose
+signature returns only scores, an ONNX graph without a linear head) its
+class scores serve as its features.
 A version made from an architecture name alone (never trained) trains from
 scratch: its stored config says ``useTransferLearning: false``.
 
@@ -47,18 +53,23 @@ TRAIN_JOB = "training.run"
 # Trials of a search job's study, run beside it by any free worker.
 TRIALS_JOB = "training.trials"
 TRAINABLE_FORMATS = frozenset({"pytorch_state_dict"})
+# Kept as a folder the network is rebuilt from (transformers' own class for its config); they
+# train every way a state dict does.
+FOLDER_FORMATS = frozenset({"transformers"})
 # Graphs fine-tuned whole when they convert to PyTorch, by feature extraction otherwise.
 CONVERTIBLE_FORMATS = frozenset({"onnx"})
-# Their predictors give features but their graphs take no new head: a head trains over them.
-FEATURE_ONLY_FORMATS = frozenset({"tflite", "savedmodel", "kai_head"})
+# Their predictors give features (an embedding, or their class scores) but they take no new
+# head: a head trains over those features.
+FEATURE_ONLY_FORMATS = frozenset({"tflite", "savedmodel", "tensorflow", "torchscript", "kai_head"})
 GRAPH_FORMATS = CONVERTIBLE_FORMATS | FEATURE_ONLY_FORMATS
 # Their own network fine-tunes on PyTorch through their framework (Keras 3's torch backend).
 NATIVE_TRAINABLE_FORMATS = frozenset({"keras"})
-# Why the formats that are neither trainable nor feature-only are refused.
-_REFUSALS = {
-    "torchscript": "a TorchScript program can neither take a new head nor be cut before its own",
-    "tensorflow": "Kai cannot read features out of a frozen TensorFlow graph, which names no "
-    "embedding (export a SavedModel whose signature returns one)",
+# Why a feature-only format takes no new head, and what its features are.
+_SCORES = "so its class scores serve as its features"
+_FEATURE_ONLY_REASONS = {
+    "torchscript": f"a TorchScript program can neither take a new head nor be cut before its "
+    f"own, {_SCORES}",
+    "tensorflow": f"a frozen TensorFlow graph takes no new head and names no embedding, {_SCORES}",
 }
 MIN_CLASSES = 2
 _PENDING = (JobState.QUEUED, JobState.RUNNING)
@@ -115,32 +126,14 @@ def start_training(
 
 def check_model_version(version: ModelVersion) -> None:
     """Refuse a model version whose format training cannot build yet."""
-    details = version.inspection.get("details", {})
-    # Imports record the ONNX tensor features are read from; None means no linear head.
-    if version.format == "onnx" and details.get("featureTensor", "") is None:
-        raise InvalidInput(
-            f"Model version {version.number} is an ONNX graph whose output does not come "
-            "from a Gemm or MatMul head, so Kai cannot tell which tensor holds its features "
-            "to train a new head on; export the graph with its linear classifier last",
-            details={"field": "modelId", "format": version.format},
-        )
-    # A SavedModel gives features only when its signature returns an embedding output.
-    if version.format == "savedmodel" and not details.get("featuresOutput"):
-        raise InvalidInput(
-            f"Model version {version.number} is a TensorFlow SavedModel whose "
-            "'serving_default' signature returns no embedding beside its class scores, so "
-            "there are no features to train a new head on; export it with a second output "
-            "named like 'features' or 'embedding'",
-            details={"field": "modelId", "format": version.format},
-        )
-    if version.format in TRAINABLE_FORMATS | GRAPH_FORMATS | NATIVE_TRAINABLE_FORMATS:
+    networks = TRAINABLE_FORMATS | FOLDER_FORMATS | NATIVE_TRAINABLE_FORMATS
+    if version.format in networks | GRAPH_FORMATS:
         return
-    reason = _REFUSALS.get(version.format, f"training {version.format} models is not built yet")
     raise InvalidInput(
         f"Model version {version.number} is in format {version.format!r}, which Kai cannot "
-        f"train: {reason}. Export it as ONNX with a Gemm or MatMul head, as Keras or "
-        "TFLite, or import the weights as a PyTorch state dict (.safetensors or .pt) with "
-        "its architecture",
+        f"train: training {version.format} models is not built yet. Export it as ONNX, "
+        "Keras or TFLite, or import the weights as a PyTorch state dict (.safetensors or "
+        ".pt) with its architecture",
         details={"field": "modelId", "format": version.format},
     )
 
@@ -151,11 +144,19 @@ def fine_tuning_obstacle(version: ModelVersion) -> str | None:
     An ONNX version imported before its import tried the conversion has no verdict;
     its job tries the conversion and falls back to feature extraction if it fails.
     """
+    details = version.inspection.get("details", {})
+    if version.format in _FEATURE_ONLY_REASONS:
+        return _FEATURE_ONLY_REASONS[version.format]
+    if version.format == "savedmodel" and not details.get("featuresOutput"):
+        return f"a SavedModel takes no new head and its signature returns no embedding, {_SCORES}"
     if version.format in FEATURE_ONLY_FORMATS:
         return f"a {version.format} graph takes no new head"
     if version.format not in CONVERTIBLE_FORMATS:
         return None
-    verdict = version.inspection.get("details", {}).get("torchConversion")
+    # Imports record the ONNX tensor features are read from; None means no linear head.
+    if details.get("featureTensor", "") is None:
+        return f"the ONNX graph's output comes from no Gemm or MatMul head to replace, {_SCORES}"
+    verdict = details.get("torchConversion")
     if not isinstance(verdict, dict) or verdict.get("convertible", True):
         return None
     return f"its graph does not convert to PyTorch: {verdict.get('reason') or 'no reason given'}"
@@ -165,7 +166,9 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     """The config with feature extraction turned on for a version that trains no other way.
 
     A Keras version keeps its config: its own network fine-tunes, searches,
-    cross-validates or trains from scratch.
+    cross-validates or trains from scratch. A transformers version trains at its
+    own input size (a ViT's position embeddings fix it), so ``imageSizePx`` is
+    dropped.
 
     Raises:
         InvalidInput: The version's format cannot be trained, or the config asks a graph
@@ -175,6 +178,8 @@ def adapt_to_model(version: ModelVersion, job_config: TrainingJobConfig) -> Trai
     check_model_version(version)
     job_config = adapt_to_untrained(version, job_config)
     training = job_config.training
+    if version.format in FOLDER_FORMATS:
+        return _without_image_size(job_config)
     if version.format in NATIVE_TRAINABLE_FORMATS and not training.feature_extraction:
         return job_config
     obstacle = fine_tuning_obstacle(version)
@@ -225,6 +230,13 @@ def adapt_to_untrained(version: ModelVersion, job_config: TrainingJobConfig) -> 
             extra={"model_version_id": version.id},
         )
         training = training.model_copy(update={"use_transfer_learning": False})
+    return job_config.model_copy(update={"training": training})
+
+
+def _without_image_size(job_config: TrainingJobConfig) -> TrainingJobConfig:
+    if job_config.training.image_size_px is None:
+        return job_config
+    training = job_config.training.model_copy(update={"image_size_px": None})
     return job_config.model_copy(update={"training": training})
 
 

@@ -3,14 +3,16 @@
 The architecture comes from timm or torchvision and the weights from the
 version's safetensors artifact through the safe loader; an ONNX version's
 graph is converted to a network instead (:mod:`kai.models.formats.onnx_networks`),
-its body's layers grouped in graph order. When the dataset's
-classes differ from the model's, the head is replaced by a fresh one sized
-to the dataset. Freezing works by the version's layer groups (stem, stages,
-head): with a frozen base only the last ``trainable_layers_count`` groups
-train, and frozen batch-norm layers keep their running statistics. Under
-progressive unfreezing one more group joins every ``unfreeze_every_epochs``
-epochs. Every layer group is its own optimizer parameter group, so the
-learning rate can decay toward the input by ``layer_decay`` per group.
+its body's layers grouped in graph order, and a transformers classifier is
+rebuilt from its folder (:mod:`kai.training.hf_networks`), grouped by its
+embeddings, encoder blocks and head. When the dataset's classes differ from
+the model's, the head is replaced by a fresh one sized to the dataset.
+Freezing works by the version's layer groups (stem, stages, head): with a
+frozen base only the last ``trainable_layers_count`` groups train, and
+frozen batch-norm layers keep their running statistics. Under progressive
+unfreezing one more group joins every ``unfreeze_every_epochs`` epochs.
+Every layer group is its own optimizer parameter group, so the learning
+rate can decay toward the input by ``layer_decay`` per group.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kai.models.formats import LayerGroup, ModelSpec, architectures
 from kai.models.formats.onnx_networks import GraphClassifier, convert_graph, reset_weights
 from kai.security.model_files import load_torch_state_dict
 from kai.training.config import OptimizerName, TrainingConfig
+from kai.training.hf_networks import TransformersNetwork
 from kai.training.schedules import UNFREEZE_EPOCH
 
 logger = logging.getLogger(__name__)
@@ -127,9 +130,11 @@ def resolve_layer_groups(network: nn.Module, stored: Sequence[LayerGroup]) -> li
     """The version's layer groups, or the network's own when the version records none.
 
     A converted graph's groups always come from the network: its module names are the
-    converter's, not those a stored version recorded.
+    converter's, not those a stored version recorded. So do a transformers
+    classifier's, whose parameters sit under its wrapper (and whose imports before
+    training existed recorded coarser groups).
     """
-    if isinstance(network, GraphClassifier):
+    if isinstance(network, GraphClassifier | TransformersNetwork):
         return network.layer_groups()
     if stored:
         return list(stored)

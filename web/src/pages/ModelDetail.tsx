@@ -53,10 +53,18 @@ function Provenance({ version, versions }: { version: ModelVersion; versions: Mo
   }
   if (kind === "uploaded") return <span data-provenance="uploaded">uploaded</span>;
   if (kind === "url") return <span data-provenance="url">downloaded from {String(p["url"])}</span>;
+  if (kind === "repository" && p["pretrained"] === false) {
+    return (
+      <span data-provenance="untrained">
+        built from the architecture <code>{String(p["architecture"])}</code> with fresh weights;
+        untrained, so training starts it from scratch
+      </span>
+    );
+  }
   if (kind === "repository") {
     return (
       <span data-provenance="repository">
-        imported from {String(p["repository"])} <code>{String(p["modelId"])}</code>
+        imported from {String(p["repository"])} <code>{String(p["reference"])}</code>
       </span>
     );
   }

@@ -12,6 +12,8 @@ image classification, never one the folder names: a config with
 ``trust_remote_code`` is never set. ``pytorch_model.bin`` goes through the
 pickle scan before transformers loads it with ``weights_only``. The kept
 artifact is the folder as ``save_pretrained`` writes it, in safetensors.
+Its layer groups, which training freezes by, are the embeddings, each block
+of the encoder and the head.
 
 A folder in timm's hub layout (``config.json`` with ``architecture`` and
 ``pretrained_cfg``) is a state dict of that timm architecture: it is checked,
@@ -41,6 +43,7 @@ from kai.models.formats.base import (
     ImportOptions,
     InputSpec,
     Inspection,
+    LayerGroup,
     ModelSpec,
     Predictor,
 )
@@ -61,7 +64,7 @@ from kai.models.formats.torch_predictors import TorchFeaturePredictor
 from kai.security.pickles import scan_torch_file
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import PretrainedConfig, PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +108,8 @@ class TransformersFormat:
         model = load_classifier(folder)
         notes = [f"Built {type(model).__name__} from model_type {config['model_type']!r}"]
         input_spec = _input_spec(config, folder, options, notes)
-        head = _head(model, options.head_layer)
-        values = _trial_outputs(_Logits(model), *input_spec.size_px)
+        head = find_head(model, options.head_layer)
+        values = _trial_outputs(ClassifierLogits(model), *input_spec.size_px)
         num_classes = int(values.shape[1])
         found = _labels(config)
         spec = ModelSpec(
@@ -121,7 +124,7 @@ class TransformersFormat:
         return Inspection(
             spec=spec,
             parameter_count=architectures.count_parameters(model),
-            layer_groups=architectures.find_layer_groups(model, head),
+            layer_groups=find_classifier_groups(model, head),
             notes=notes,
             safety_checks=_safety_checks(folder),
             details={"modelClass": type(model).__name__, "modelType": config["model_type"]},
@@ -145,18 +148,22 @@ class TransformersFormat:
     def load(self, artifact_dir: Path, spec: ModelSpec) -> Predictor:
         """The mapped class over the kept folder."""
         model = load_classifier(artifact_dir)
-        head = spec.graph_output or _head(model, None)
-        return TorchFeaturePredictor(_Logits(model), spec, f"model.{head}")
+        head = spec.graph_output or find_head(model, None)
+        return TorchFeaturePredictor(ClassifierLogits(model), spec, f"model.{head}")
 
 
-class _Logits(nn.Module):
-    """A transformers classifier called on pixels, returning its logits."""
+class ClassifierLogits(nn.Module):
+    """A transformers classifier called on pixels, returning its logits.
+
+    Its parameters are the classifier's under ``model.``.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, pixel_values: Any) -> Any:
+        """Logits ``(N, num_labels)`` for normalised pixels ``(N, 3, H, W)``."""
         return self.model(pixel_values=pixel_values).logits
 
 
@@ -170,19 +177,29 @@ def model_folder(path: Path) -> Path:
     return configs[0].parent
 
 
-def load_classifier(folder: Path) -> PreTrainedModel:
-    """The classifier transformers maps the folder's model type to, with its weights, in eval."""
-    transformers = import_transformers()
-    config = read_config(folder / CONFIG_NAME)
-    model_class = getattr(transformers, model_class_name(config))
+def load_classifier(folder: Path, *, config: PretrainedConfig | None = None) -> PreTrainedModel:
+    """The classifier transformers maps the folder's model type to, with its weights, in eval.
+
+    Args:
+        folder: The model folder.
+        config: The folder's own config with other labels: the head is built for
+            them, and weights that no longer fit it start afresh.
+    """
+    model_class = classifier_class(read_config(folder / CONFIG_NAME))
+    given = {} if config is None else {"config": config, "ignore_mismatched_sizes": True}
     try:
         model: PreTrainedModel = model_class.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False
+            str(folder), local_files_only=True, trust_remote_code=False, **given
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise InvalidInput(f"transformers cannot load the model: {str(exc)[:300]}") from exc
     model.train(False)
     return model
+
+
+def classifier_class(config: dict[str, Any]) -> Any:
+    """The transformers class for the parsed ``config.json`` (see :func:`model_class_name`)."""
+    return getattr(import_transformers(), model_class_name(config))
 
 
 def import_transformers() -> Any:
@@ -209,7 +226,12 @@ def _weights(folder: Path) -> Path:
     raise InvalidInput(f"The model folder has none of {list(WEIGHT_NAMES)} beside config.json")
 
 
-def _head(model: nn.Module, wanted: str | None) -> str:
+def find_head(model: nn.Module, wanted: str | None) -> str:
+    """The classification layer's name: ``wanted`` when the model has it, else found by name.
+
+    Raises:
+        InvalidInput: ``wanted`` names no layer of the model.
+    """
     names = dict(model.named_modules())
     if wanted is not None:
         if wanted not in names:
@@ -219,6 +241,78 @@ def _head(model: nn.Module, wanted: str | None) -> str:
         return wanted
     found = next((name for name in HEAD_NAMES if isinstance(names.get(name), nn.Module)), None)
     return found or architectures.head_name(model) or "classifier"
+
+
+def find_classifier_groups(model: nn.Module, head: str) -> list[LayerGroup]:
+    """The classifier's layer groups, from the input side to the head, as training freezes them.
+
+    Each block of the encoder (the module list holding the most parameters: ViT's
+    layers, ConvNeXt's and ResNet's stages) is a group; what comes before the
+    blocks (the embeddings) is the stem, and what follows them (a final norm, a
+    pooler) joins the last block. A model without such a list is grouped by its
+    top-level children, as other PyTorch models are.
+
+    Args:
+        model: The transformers classifier.
+        head: Its classification layer's name, the last group.
+    """
+    blocks = _block_list(model, head)
+    if blocks is None:
+        return architectures.find_layer_groups(model, head)
+    depth = len(blocks.split("."))
+    groups: dict[str, dict[str, int]] = {}
+    current = "stem"
+    for name, parameter in model.named_parameters():
+        index = _block_index(name, blocks)
+        if _within(name, head):
+            group, module = "head", head
+        elif index is not None:
+            current = group = f"stage{index + 1}"
+            module = f"{blocks}.{index}"
+        else:
+            group, module = current, _owner(name, depth, blocks)
+        sizes = groups.setdefault(group, {})
+        sizes[module] = sizes.get(module, 0) + parameter.numel()
+    # The head is last whatever order the model registered its modules in.
+    groups = {name: sizes for name, sizes in groups.items() if name != "head"} | (
+        {"head": groups["head"]} if "head" in groups else {}
+    )
+    return [
+        LayerGroup(name=name, modules=list(sizes), parameter_count=sum(sizes.values()))
+        for name, sizes in groups.items()
+    ]
+
+
+def _block_list(model: nn.Module, head: str) -> str | None:
+    """The name of the module list of two or more blocks holding the most parameters."""
+    found, most = None, 0
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) < 2 or _within(name, head):
+            continue
+        size = sum(parameter.numel() for parameter in module.parameters())
+        if size > most:
+            found, most = name, size
+    return found
+
+
+def _block_index(name: str, blocks: str) -> int | None:
+    if not name.startswith(blocks + "."):
+        return None
+    index = name[len(blocks) + 1 :].split(".", 1)[0]
+    return int(index) if index.isdigit() else None
+
+
+def _owner(name: str, depth: int, blocks: str) -> str:
+    """The parameter's module, as deep as the block list, so a group names a few modules."""
+    prefix = ".".join(name.split(".")[:-1][:depth])
+    # A parameter held by a module above the blocks is named alone, not by that module.
+    if not prefix or _within(blocks, prefix):
+        return name
+    return prefix
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
 
 
 def _labels(config: dict[str, Any]) -> list[str] | None:

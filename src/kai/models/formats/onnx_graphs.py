@@ -42,7 +42,12 @@ from kai.models.formats.base import (
 )
 from kai.models.formats.bundles import unpacked_bundle
 from kai.models.formats.class_names import resolve_class_names
-from kai.models.formats.preprocessing import images_to_array, looks_like_probabilities, softmax
+from kai.models.formats.preprocessing import (
+    images_to_array,
+    looks_like_probabilities,
+    scores_as_features,
+    softmax,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +146,8 @@ class OnnxPredictor:
         self.session = session
         self.spec = spec
         self.path = path
-        self._features: tuple[onnxruntime.InferenceSession, str] | None = None
+        # The session that also outputs the head's input, or () for a graph with no head.
+        self._features: tuple[onnxruntime.InferenceSession, str] | tuple[()] | None = None
 
     def predict(self, batch: Any) -> Probabilities:
         """Class probabilities ``(N, num_classes)`` for PIL images or a prepared NCHW batch."""
@@ -150,19 +156,34 @@ class OnnxPredictor:
         return values if self.spec.outputs_probabilities else softmax(values)
 
     def extract_features(self, batch: Any) -> Features:
-        """The input of the node that computes the logits (``Gemm`` or ``MatMul``), ``(N, D)``."""
+        """The input of the node that computes the logits (``Gemm`` or ``MatMul``), ``(N, D)``.
+
+        A graph whose output comes from no such node gives its class scores as
+        features (see :func:`~kai.models.formats.preprocessing.scores_as_features`).
+        """
+        inputs = images_to_array(batch, self.spec.input)
         if self._features is None:
             self._features = _features_session(self.path, self.spec.graph_output)
+        if not self._features:
+            values = _run(self.session, self.spec.graph_input, self.spec.graph_output, inputs)
+            return scores_as_features(values, probabilities=self.spec.outputs_probabilities)
         session, name = self._features
-        inputs = images_to_array(batch, self.spec.input)
         values = _run(session, self.spec.graph_input, name, inputs)
         return values.reshape(values.shape[0], -1)
 
 
-def _features_session(path: Path, output: str | None) -> tuple[onnxruntime.InferenceSession, str]:
-    """A session over a copy of the graph that also outputs the head's input tensor."""
+def _features_session(
+    path: Path, output: str | None
+) -> tuple[onnxruntime.InferenceSession, str] | tuple[()]:
+    """A session over a copy of the graph that also outputs the head's input tensor.
+
+    Empty when the output comes from no ``Gemm`` or ``MatMul`` head.
+    """
     graph = read_graph(path)
-    feature = _head_input(graph, output or graph.graph.output[0].name)
+    try:
+        feature = _head_input(graph, output or graph.graph.output[0].name)
+    except InvalidInput:
+        return ()
     graph.graph.output.append(
         onnx.helper.make_tensor_value_info(feature, onnx.TensorProto.FLOAT, None)
     )

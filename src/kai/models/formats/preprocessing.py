@@ -48,6 +48,21 @@ def softmax(logits: NDArray[Any]) -> FloatArray:
     return result
 
 
+def scores_as_features(values: NDArray[Any], *, probabilities: bool) -> FloatArray:
+    """A model's class scores ``(N, num_classes)`` as features for a new head to train on.
+
+    Formats that expose no embedding (TorchScript, TensorFlow graphs, SavedModels
+    without an embedding output) still give their scores. Logits are kept as they
+    are; probabilities become log-probabilities, which are the logits shifted by
+    one constant per image, so the head sees the same geometry either way.
+    """
+    scores = values.astype(np.float32, copy=False).reshape(len(values), -1)
+    if not probabilities:
+        return scores
+    result: FloatArray = np.log(np.clip(scores, 1e-7, None))
+    return result
+
+
 def looks_like_probabilities(values: NDArray[Any]) -> bool:
     """Whether every row is non-negative and sums to 1, as a softmax output does."""
     if values.ndim != 2 or values.size == 0:

@@ -60,7 +60,12 @@ from kai.models.formats.base import (
 )
 from kai.models.formats.bundles import unpacked_bundle
 from kai.models.formats.class_names import resolve_class_names
-from kai.models.formats.preprocessing import images_to_array, looks_like_probabilities, softmax
+from kai.models.formats.preprocessing import (
+    images_to_array,
+    looks_like_probabilities,
+    scores_as_features,
+    softmax,
+)
 from kai.security.sandbox import child_environment
 
 logger = logging.getLogger(__name__)
@@ -139,7 +144,8 @@ class SavedModelFormat:
         if graph.features_output is None:
             notes.append(
                 f"The {SIGNATURE!r} signature has no embedding output "
-                f"({', '.join(sorted(FEATURE_OUTPUT_NAMES))}); feature extraction is unsupported"
+                f"({', '.join(sorted(FEATURE_OUTPUT_NAMES))}); its class scores serve as its "
+                "features"
             )
         return inspect_graph(
             self.name,
@@ -190,12 +196,17 @@ class SavedModelPredictor:
         return values if self.spec.outputs_probabilities else softmax(values)
 
     def extract_features(self, batch: Any) -> Features:
-        """The signature's embedding output, ``(N, num_features)``.
+        """The signature's embedding output ``(N, num_features)``, or its class scores.
 
-        Raises:
-            InvalidInput: The signature returns no embedding beside the class scores.
+        A graph with no embedding output (a frozen graph, a SavedModel whose
+        signature returns only scores) gives its scores as features (see
+        :func:`~kai.models.formats.preprocessing.scores_as_features`).
         """
-        return self.graph.run(_nhwc(images_to_array(batch, self.spec.input)), features=True)
+        inputs = _nhwc(images_to_array(batch, self.spec.input))
+        if self.graph.features_output is not None:
+            return self.graph.run(inputs, features=True)
+        scores = self.graph.run(inputs)
+        return scores_as_features(scores, probabilities=self.spec.outputs_probabilities)
 
 
 class GraphRunner:

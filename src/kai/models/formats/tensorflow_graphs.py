@@ -9,7 +9,8 @@ than its name:
   field 4 ``versions``): run by TensorFlow like a SavedModel, with the same
   operator checks, fed through its ``Placeholder`` and read at the node that
   ends the graph; ``graphInput`` and ``graphOutput`` name them when there are
-  several. A frozen graph names no embedding, so it gives no features;
+  several. A frozen graph names no embedding, so its class scores serve as
+  its features;
 - ``saved_model.pb`` alone (a ``SavedModel`` message: field 1 a varint
   schema version, field 2 the meta graphs), or a ZIP holding one without its
   ``variables/`` folder: refused with what to upload instead (the whole
@@ -86,7 +87,7 @@ class TensorFlowGraphFormat:
         """Check the graph's operators, import it and run it once."""
         self.check(path, options)
         graph = FrozenGraph(path, options.graph_input, options.graph_output)
-        notes = ["A frozen graph names no embedding; feature extraction is unsupported"]
+        notes = ["A frozen graph names no embedding; its class scores serve as its features"]
         return inspect_graph(
             self.name,
             graph,

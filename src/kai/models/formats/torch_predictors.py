@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kai.models.formats.base import Features, ModelSpec, Probabilities
-from kai.models.formats.preprocessing import images_to_array, softmax
+from kai.models.formats.preprocessing import images_to_array, scores_as_features, softmax
 
 
 class TorchPredictor:
@@ -27,13 +27,30 @@ class TorchPredictor:
 
     def predict(self, batch: Any) -> Probabilities:
         """Class probabilities ``(N, num_classes)`` for PIL images or a prepared NCHW batch."""
+        values = self.scores(batch)
+        return values if self.spec.outputs_probabilities else softmax(values)
+
+    def scores(self, batch: Any) -> Probabilities:
+        """What the module returns, logits or probabilities per the spec, ``(N, num_classes)``."""
         inputs = torch.from_numpy(images_to_array(batch, self.spec.input))
         with torch.inference_mode():
             outputs = self.module(inputs)
         if isinstance(outputs, tuple | list):
             outputs = outputs[0]
         values: Probabilities = outputs.float().reshape(outputs.shape[0], -1).numpy()
-        return values if self.spec.outputs_probabilities else softmax(values)
+        return values
+
+
+class TorchScorePredictor(TorchPredictor):
+    """A :class:`TorchPredictor` over a module with no reachable embedding (TorchScript).
+
+    Its features are its class scores (see
+    :func:`~kai.models.formats.preprocessing.scores_as_features`).
+    """
+
+    def extract_features(self, batch: Any) -> Features:
+        """The module's scores, ``(N, num_classes)``, as features."""
+        return scores_as_features(self.scores(batch), probabilities=self.spec.outputs_probabilities)
 
 
 class TorchFeaturePredictor(TorchPredictor):

@@ -29,7 +29,7 @@ from kai.models.formats.base import (
 )
 from kai.models.formats.class_names import resolve_class_names
 from kai.models.formats.preprocessing import looks_like_probabilities
-from kai.models.formats.torch_predictors import TorchPredictor
+from kai.models.formats.torch_predictors import TorchScorePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ class TorchScriptFormat:
         return [ArtifactFile("weights", ARTIFACT_NAME, target)]
 
     def load(self, artifact_dir: Path, spec: ModelSpec) -> Predictor:
-        """Load the kept archive."""
-        return TorchPredictor(_load(artifact_dir / ARTIFACT_NAME), spec)
+        """Load the kept archive; its class scores serve as its features."""
+        return TorchScorePredictor(_load(artifact_dir / ARTIFACT_NAME), spec)
 
 
 def _load(path: Path) -> torch.jit.ScriptModule:
