@@ -190,7 +190,7 @@ def test_a_tflite_model_trains_a_head_that_predicts(
     assert (job.result or {})["accuracy"] > 0.9
 
 
-def test_a_savedmodel_with_an_embedding_output_trains_a_head_that_predicts(
+def test_tensorflow_models_train_a_head_over_their_embedding_or_their_class_scores(
     tmp_path: Path,
     settings: Settings,
     database: Database,
@@ -200,19 +200,34 @@ def test_a_savedmodel_with_an_embedding_output_trains_a_head_that_predicts(
     # Looked up, not imported: TensorFlow runs in the import sandbox and a worker process.
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("needs the tensorflow extra: pip install -e '.[tensorflow]'")
-    saved = build_saved_models(tmp_path / "saved", tmp_path / "canary")["classifier"]
+    built = build_saved_models(tmp_path / "saved", tmp_path / "canary")
     dataset_id = import_dataset(
         settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
     )
 
-    results, version = train_graph(settings, database, blobs, env, saved, dataset_id)
-
+    # The SavedModel's signature also returns its pooled RGB as "features".
+    results, version = train_graph(settings, database, blobs, env, built["classifier"], dataset_id)
     assert version.format == "kai_head"
-    assert results["featureExtraction"] == {  # the signature's pooled RGB "features" output
+    assert results["featureExtraction"] == {
         "backbone": f"model-version-{version.parent_id}-32px",
         "embeddingWidth": 3,
     }
     assert predict_colours(database, blobs, version, tmp_path / "cache") == {
+        name: name for name in TWO_CLASSES
+    }
+
+    # The same classifier frozen into a graph names no embedding: its scores serve.
+    results, version = train_graph(
+        settings,
+        database,
+        blobs,
+        env,
+        built["frozen"],
+        dataset_id,
+        import_options={"graph_output": "logits"},
+    )
+    assert_scores_trained(database, results, version, width=SAVEDMODEL_CLASSES)
+    assert predict_colours(database, blobs, version, tmp_path / "cache-frozen") == {
         name: name for name in TWO_CLASSES
     }
 
@@ -327,35 +342,6 @@ def test_an_onnx_graph_without_a_linear_head_trains_a_head_over_its_outputs(
     results, version = train_graph(settings, database, blobs, env, graph, dataset_id)
 
     assert_scores_trained(database, results, version, width=3)
-    assert predict_colours(database, blobs, version, tmp_path / "cache") == {
-        name: name for name in TWO_CLASSES
-    }
-
-
-def test_a_frozen_tensorflow_graph_trains_a_head_over_its_class_scores(
-    tmp_path: Path,
-    settings: Settings,
-    database: Database,
-    blobs: LocalBlobStore,
-    env: JobEnvironment,
-) -> None:
-    if importlib.util.find_spec("tensorflow") is None:
-        pytest.skip("needs the tensorflow extra: pip install -e '.[tensorflow]'")
-    frozen = build_saved_models(tmp_path / "saved", tmp_path / "canary")["frozen"]
-    dataset_id = import_dataset(
-        settings, database, blobs, dataset_zip(tmp_path / "d.zip", TWO_CLASSES)
-    )
-    results, version = train_graph(
-        settings,
-        database,
-        blobs,
-        env,
-        frozen,
-        dataset_id,
-        import_options={"graph_output": "logits"},
-    )
-
-    assert_scores_trained(database, results, version, width=SAVEDMODEL_CLASSES)
     assert predict_colours(database, blobs, version, tmp_path / "cache") == {
         name: name for name in TWO_CLASSES
     }
