@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from kai.training.config import TrainingConfig
 from kai.training.loop import PassStats
-from kai.training.metrics import EpochTiming, advice_for, compute_epoch_metrics, diagnose
+from kai.training.metrics import (
+    EpochTiming,
+    Freezing,
+    advice_for,
+    compute_epoch_metrics,
+    diagnose,
+    freezing_of,
+)
 
 TIMING = EpochTiming(epoch=2, total_epochs=4, seconds=1.0, learning_rate=0.01)
 
@@ -40,3 +48,22 @@ def test_the_final_report_names_what_the_last_epoch_still_shows_and_what_to_try(
     assert finding["sinceEpoch"] == 2
     assert "weight decay" in finding["advice"]
     assert diagnose([entry(1, underfitting=True), entry(2)]) == []
+
+
+def test_advice_fits_what_the_run_can_change_about_its_layers() -> None:
+    flagged = {"overfitting": True, "underfitting": True}
+    pretrained, from_scratch, head_only = (
+        advice_for(flagged, freezing_of(TrainingConfig(**changes)))
+        for changes in (
+            {},
+            {"use_transfer_learning": False},
+            {"feature_extraction": True},
+        )
+    )
+    assert "freeze more of the base model" in pretrained[0]
+    assert "trainableLayersCount" in pretrained[1]
+    assert "freeze" not in from_scratch[0] and "freeze" not in head_only[0]
+    assert "start from pretrained weights" in from_scratch[1]
+    assert "fine-tune the whole network" in head_only[1]
+    history = [entry(1, overfitting=True)]
+    assert "freeze" not in diagnose(history, Freezing.NONE)[0]["advice"]

@@ -88,7 +88,9 @@ def run_distributed_training(ctx: JobContext, world_size: int) -> dict[str, Any]
     with process_group(ctx, plan, config, folder, world_size):
         wrap(state)
         state.before_epoch = lambda epoch: _lead_epoch(state, epoch, go_on=True)
-        stopped = runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), plan)
+        stopped = runs.train_epochs(
+            ctx, config, state, runs.checkpoint_sink(ctx, folder, config), plan
+        )
         _lead_epoch(state, 0, go_on=False)
         check_agreement(state)
     ctx.log(f"The {world_size} processes ended with the same weights")

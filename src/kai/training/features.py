@@ -101,7 +101,9 @@ def run_feature_extraction(ctx: JobContext) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     state = create_head_state(ctx, plan, config, rows)
     runs.resume(ctx, state, folder)
-    stopped_early = runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), plan)
+    stopped_early = runs.train_epochs(
+        ctx, config, state, runs.checkpoint_sink(ctx, folder, config), plan
+    )
     runs.restore_best(ctx, state, config)
 
     ctx.progress(EPOCHS_END, stage="evaluate", force=True)

@@ -61,7 +61,7 @@ def run_cross_validation(
     last = fold_plan(plan, pool, assignment, folds)
     state = _create_state(ctx, last, config, (folds, folds), kind)
     runs.resume(ctx, state, folder)
-    runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), last)
+    runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder, config), last)
     runs.restore_best(ctx, state, config)
     results = [done[str(fold)] for fold in range(1, folds)] + [_fold_result(state, last, folds)]
     summary = {"folds": results, **summarise(results)}

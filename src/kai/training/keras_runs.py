@@ -64,7 +64,9 @@ def run_keras_training(ctx: JobContext) -> dict[str, Any]:
 
     state = create_keras_state(ctx, plan, config, network)
     runs.resume(ctx, state, folder)
-    stopped_early = runs.train_epochs(ctx, config, state, runs.checkpoint_sink(ctx, folder), plan)
+    stopped_early = runs.train_epochs(
+        ctx, config, state, runs.checkpoint_sink(ctx, folder, config), plan
+    )
     runs.restore_best(ctx, state, config)
     results = KERAS_NETWORKS.finish(ctx, plan, config, state, folder, {})
     return results | {"stoppedEarly": stopped_early}

@@ -12,8 +12,10 @@ with what to try, for the live log and the final report.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from kai.training.config import TrainingConfig
 from kai.training.loop import PassStats
 
 # Training accuracy this far above validation accuracy reads as memorising.
@@ -75,19 +77,49 @@ def compute_epoch_metrics(
     return metrics
 
 
-OVERFITTING_ADVICE = (
-    "the model is memorising the training images: turn on or strengthen augmentation, "
-    "raise weight decay or label smoothing, freeze more of the base model, keep early "
-    "stopping on, or add images"
-)
-UNDERFITTING_ADVICE = (
-    "the model is not learning the training images: raise the learning rate, train more "
-    "layers (a higher trainableLayersCount or no frozen base), train longer, or check "
-    "the labels"
-)
+class Freezing(StrEnum):
+    """What a run can change about which layers train, for the advice it gives."""
+
+    # Pretrained weights: more or fewer layer groups can train.
+    LAYERS = "layers"
+    # From scratch: every layer trains, and none has anything to keep.
+    NONE = "none"
+    # A head over frozen features: full fine-tuning is the step up.
+    HEAD_ONLY = "headOnly"
 
 
-def diagnose(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def overfitting_advice(freezing: Freezing = Freezing.LAYERS) -> str:
+    """What to try when the model memorises its training images."""
+    freeze = "freeze more of the base model, " if freezing is Freezing.LAYERS else ""
+    return (
+        "the model is memorising the training images: turn on or strengthen augmentation, "
+        f"raise weight decay or label smoothing, {freeze}keep early stopping on, or add images"
+    )
+
+
+def underfitting_advice(freezing: Freezing = Freezing.LAYERS) -> str:
+    """What to try when the model does not learn its training images."""
+    more = {
+        Freezing.LAYERS: "train more layers (a higher trainableLayersCount or no frozen base), ",
+        Freezing.NONE: "start from pretrained weights, ",
+        Freezing.HEAD_ONLY: "fine-tune the whole network instead of a head over its features, ",
+    }[freezing]
+    return (
+        f"the model is not learning the training images: raise the learning rate, {more}"
+        "train longer, or check the labels"
+    )
+
+
+def freezing_of(config: TrainingConfig) -> Freezing:
+    """What the run's config lets it change about which layers train."""
+    if config.feature_extraction:
+        return Freezing.HEAD_ONLY
+    return Freezing.LAYERS if config.use_transfer_learning else Freezing.NONE
+
+
+def diagnose(
+    history: list[dict[str, Any]], freezing: Freezing = Freezing.LAYERS
+) -> list[dict[str, Any]]:
     """Findings about a run's epochs: what was flagged, from which epoch, and what to try.
 
     Overfitting counts when the last epoch carries the flag; underfitting when the
@@ -97,7 +129,10 @@ def diagnose(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return []
     findings = []
     last = history[-1]["metrics"]
-    flags = (("overfitting", OVERFITTING_ADVICE), ("underfitting", UNDERFITTING_ADVICE))
+    flags = (
+        ("overfitting", overfitting_advice(freezing)),
+        ("underfitting", underfitting_advice(freezing)),
+    )
     for flag, advice in flags:
         if last.get(flag):
             first = next(e["epoch"] for e in history if e["metrics"].get(flag))
@@ -105,11 +140,11 @@ def diagnose(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return findings
 
 
-def advice_for(metrics: dict[str, Any]) -> list[str]:
+def advice_for(metrics: dict[str, Any], freezing: Freezing = Freezing.LAYERS) -> list[str]:
     """What to try for the flags one epoch's metrics carry, for the live log."""
     found = []
     if metrics.get("overfitting"):
-        found.append(f"Overfitting: {OVERFITTING_ADVICE}")
+        found.append(f"Overfitting: {overfitting_advice(freezing)}")
     if metrics.get("underfitting"):
-        found.append(f"Underfitting: {UNDERFITTING_ADVICE}")
+        found.append(f"Underfitting: {underfitting_advice(freezing)}")
     return found

@@ -55,7 +55,13 @@ from kai.training.hf_networks import (
     save_transformers_network,
 )
 from kai.training.loop import EarlyStopper, evaluate, train_epoch
-from kai.training.metrics import EpochTiming, advice_for, compute_epoch_metrics, diagnose
+from kai.training.metrics import (
+    EpochTiming,
+    advice_for,
+    compute_epoch_metrics,
+    diagnose,
+    freezing_of,
+)
 from kai.training.samples import (
     SplitSamples,
     TrainingSample,
@@ -190,7 +196,7 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     state = create_run_state(ctx, plan, config)
     resume(ctx, state, folder)
-    stopped_early = train_epochs(ctx, config, state, checkpoint_sink(ctx, folder), plan)
+    stopped_early = train_epochs(ctx, config, state, checkpoint_sink(ctx, folder, config), plan)
     restore_best(ctx, state, config)
     return finish(ctx, plan, config, state, folder) | {"stoppedEarly": stopped_early}
 
@@ -544,13 +550,14 @@ def train_epochs(
     return False
 
 
-def checkpoint_sink(ctx: JobContext, folder: Path) -> EpochSink:
+def checkpoint_sink(ctx: JobContext, folder: Path, config: TrainingConfig) -> EpochSink:
     """The plain run's sink: a checkpoint, then the ``metrics`` event and any advice."""
+    freezing = freezing_of(config)
 
     def sink(state: RunState, entry: dict[str, Any]) -> None:
         _save(state, folder, int(entry["epoch"]))
         ctx.emit("metrics", entry)
-        for advice in advice_for(entry["metrics"]):
+        for advice in advice_for(entry["metrics"], freezing):
             ctx.log(f"Epoch {entry['epoch']}: {advice}", level="warning")
 
     return sink
@@ -766,7 +773,7 @@ def write_results(
     """
     final = state.history[-1]["metrics"]
     best = _best_metrics(state)
-    findings = diagnose(state.history)
+    findings = diagnose(state.history, freezing_of(config))
     input_spec = _input_spec(plan, config)
     if head is not None:
         stored = StoredNetwork(head)
