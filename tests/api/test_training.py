@@ -258,3 +258,41 @@ def test_a_model_never_trained_trains_from_scratch_and_refuses_a_frozen_base(
     assert started.status_code == 202, started.text
     read = client.get(f"/api/admin/training/{started.json()['jobId']}", headers=admin.headers)
     assert read.json()["config"]["training"]["use_transfer_learning"] is False
+
+
+def test_every_hyperparameter_of_the_config_can_be_given_and_is_stored(
+    client: TestClient, admin: Account, runtime: Runtime, dataset_id: int
+) -> None:
+    model_id = add_model(runtime, "pytorch_state_dict")
+    body = request(
+        model_id,
+        dataset_id,
+        optimizer="sgd",
+        weightDecay=0.05,
+        schedule="plateau",
+        warmupEpochs=0,
+        labelSmoothing=0.1,
+        headLearningRateMultiplier=10,
+        imageSizePx=48,
+        seed=7,
+        timeBudgetSeconds=600,
+        earlyStoppingPatience=5,
+        earlyStoppingMinDelta=0.01,
+    )
+    response = client.post(START, json=body, headers=admin.headers)
+    assert response.status_code == 202, response.text
+    read = client.get(f"/api/admin/training/{response.json()['jobId']}", headers=admin.headers)
+    training = read.json()["config"]["training"]
+    assert training["optimizer"] == "sgd" and training["schedule"] == "plateau"
+    assert training["weight_decay"] == 0.05 and training["warmup_epochs"] == 0
+    assert training["label_smoothing"] == 0.1 and training["head_learning_rate_multiplier"] == 10
+    assert training["image_size_px"] == 48 and training["seed"] == 7
+    assert training["time_budget_seconds"] == 600
+    assert training["early_stopping_patience"] == 5
+    assert training["early_stopping_min_delta"] == 0.01
+
+    refused = client.post(
+        START, json=request(model_id, dataset_id, optimizer="adam"), headers=admin.headers
+    )
+    assert refused.status_code == 422
+    assert "optimizer" in refused.text

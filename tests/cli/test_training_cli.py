@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from kai.cli.main import app
 from kai.config import Settings
 from kai.db.engine import Database
+from kai.db.tables import Job
 from kai.storage.blobs import LocalBlobStore
 from training.training_factories import dataset_zip, import_dataset, import_model, tiny_weights
 
@@ -76,3 +77,42 @@ def test_train_refuses_options_that_do_not_go_together(settings: Settings) -> No
     code, _, err = kai(settings, "train", "--model", "1", "--dataset", "1", "--augment", "spin")
     assert code == 1
     assert "Unknown augmentation step(s) spin" in err
+
+
+def test_train_stores_every_hyperparameter_it_is_given(
+    tmp_path: Path, settings: Settings, database: Database, blobs: LocalBlobStore
+) -> None:
+    classes = {"ceramic": 4, "stone": 4}
+    dataset_id = import_dataset(settings, database, blobs, dataset_zip(tmp_path / "d.zip", classes))
+    model_id = import_model(settings, database, blobs, tiny_weights(tmp_path / "w.safetensors"))
+
+    code, out, err = kai(
+        settings,
+        "train",
+        "--model", str(model_id),
+        "--dataset", str(dataset_id),
+        "--batch-size", "2",
+        "--from-scratch",
+        "--optimizer", "sgd",
+        "--weight-decay", "0.05",
+        "--schedule", "step",
+        "--warmup-epochs", "0",
+        "--label-smoothing", "0.1",
+        "--patience", "5",
+        "--image-size", "48",
+        "--seed", "7",
+        "--time-budget", "600",
+        "--freeze-batch-norm",
+    )  # fmt: skip
+
+    assert code == 0, err
+    with database.session() as session:
+        job = session.get(Job, int(out.strip().splitlines()[-1]))
+        assert job is not None
+        training = job.config["training"]
+    assert training["use_transfer_learning"] is False
+    assert training["optimizer"] == "sgd" and training["schedule"] == "step"
+    assert training["weight_decay"] == 0.05 and training["warmup_epochs"] == 0
+    assert training["label_smoothing"] == 0.1 and training["early_stopping_patience"] == 5
+    assert training["image_size_px"] == 48 and training["seed"] == 7
+    assert training["time_budget_seconds"] == 600 and training["freeze_batch_norm"] is True

@@ -24,6 +24,8 @@ from kai.training import (
     ClassBalance,
     FocusPreset,
     MonitoredMetric,
+    OptimizerName,
+    ScheduleName,
     SearchConfig,
     TrainingConfig,
     TrainingJobConfig,
@@ -95,6 +97,36 @@ def train(
             min=1, max=16, help="Trials of the search that run at once, each on a free worker"
         ),
     ] = 1,
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained/--from-scratch",
+            help="Start from the model's weights, or from new random ones",
+        ),
+    ] = True,
+    freeze_batch_norm: Annotated[
+        bool, typer.Option(help="Keep every batch-norm layer's statistics")
+    ] = False,
+    optimizer: Annotated[OptimizerName, typer.Option()] = OptimizerName.ADAMW,
+    weight_decay: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.01,
+    schedule: Annotated[
+        ScheduleName, typer.Option(help="How the learning rate changes over the epochs")
+    ] = ScheduleName.COSINE,
+    warmup_epochs: Annotated[int, typer.Option(min=0, max=100)] = 1,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.0,
+    patience: Annotated[
+        int, typer.Option(min=1, help="Epochs without improvement before stopping early")
+    ] = 3,
+    min_delta: Annotated[
+        float, typer.Option(min=0.0, help="The smallest improvement that counts")
+    ] = 0.0,
+    image_size: Annotated[
+        int | None, typer.Option(min=16, max=1024, help="Input size in pixels; the model's own")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the split, the shuffling and the new head")] = 0,
+    time_budget: Annotated[
+        float | None, typer.Option(min=1.0, help="Stop after the epoch that passes N seconds")
+    ] = None,
     watch: Annotated[bool, typer.Option(help="Follow the job until it ends")] = False,
 ) -> None:
     """Queue a training job (and follow it with --watch); prints the job id."""
@@ -124,6 +156,18 @@ def train(
             feature_extraction=feature_extraction,
             class_balance=class_balance,
             early_stopping_metric=monitor,
+            early_stopping_patience=patience,
+            early_stopping_min_delta=min_delta,
+            use_transfer_learning=pretrained,
+            freeze_batch_norm=freeze_batch_norm,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing,
+            image_size_px=image_size,
+            seed=seed,
+            time_budget_seconds=time_budget,
         )
     except ValidationError as exc:
         raise InvalidInput(f"These training options do not go together: {_reason(exc)}") from exc

@@ -1723,6 +1723,12 @@ export interface components {
             sampleIds: string[];
             split: components["schemas"]["Split"];
         };
+        /**
+         * OptimizerName
+         * @description The optimizers training offers.
+         * @enum {string}
+         */
+        OptimizerName: "adamw" | "sgd";
         /** Page[DatasetRead] */
         Page_DatasetRead_: {
             /** Items */
@@ -2138,6 +2144,12 @@ export interface components {
             group: string | null;
         };
         /**
+         * ScheduleName
+         * @description How the learning rate changes over the epochs.
+         * @enum {string}
+         */
+        ScheduleName: "cosine" | "step" | "plateau" | "none";
+        /**
          * SessionRead
          * @description Who is signed in; ``csrf_token`` is set when a session cookie signed the request.
          */
@@ -2254,7 +2266,9 @@ export interface components {
          *     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
          *     ``enableHyperparameterTuning`` searches with Optuna (``searchTrials`` trials
          *     within ``searchTimeBudgetSeconds``, ``searchParallelTrials`` of them at once on
-         *     free workers); the fields after it are optional.
+         *     free workers); the fields after it are optional, each with the default a small
+         *     material set suits (AdamW, cosine schedule with a one-epoch warm-up, the model's
+         *     own input size). ``timeBudgetSeconds`` stops the run after the epoch that passes it.
          */
         TrainingStartCreate: {
             /** Modelid */
@@ -2364,6 +2378,49 @@ export interface components {
             classBalance?: components["schemas"]["ClassBalance"];
             /** @default valLoss */
             earlyStoppingMetric?: components["schemas"]["MonitoredMetric"];
+            /**
+             * Earlystoppingpatience
+             * @default 3
+             */
+            earlyStoppingPatience?: number;
+            /**
+             * Earlystoppingmindelta
+             * @default 0
+             */
+            earlyStoppingMinDelta?: number;
+            /** @default adamw */
+            optimizer?: components["schemas"]["OptimizerName"];
+            /**
+             * Weightdecay
+             * @default 0.01
+             */
+            weightDecay?: number;
+            /** @default cosine */
+            schedule?: components["schemas"]["ScheduleName"];
+            /**
+             * Warmupepochs
+             * @default 1
+             */
+            warmupEpochs?: number;
+            /**
+             * Labelsmoothing
+             * @default 0
+             */
+            labelSmoothing?: number;
+            /**
+             * Headlearningratemultiplier
+             * @default 1
+             */
+            headLearningRateMultiplier?: number;
+            /** Imagesizepx */
+            imageSizePx?: number | null;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+            /** Timebudgetseconds */
+            timeBudgetSeconds?: number | null;
         };
         /**
          * TrainingStarted

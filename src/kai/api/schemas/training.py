@@ -13,6 +13,8 @@ from kai.training import (
     ClassBalance,
     FocusPreset,
     MonitoredMetric,
+    OptimizerName,
+    ScheduleName,
     SearchConfig,
     TrainingConfig,
     TrainingJobConfig,
@@ -25,7 +27,9 @@ class TrainingStartCreate(ApiModel):
     Older clients spell the transfer flag ``useTranferLearning``; both spellings work.
     ``enableHyperparameterTuning`` searches with Optuna (``searchTrials`` trials
     within ``searchTimeBudgetSeconds``, ``searchParallelTrials`` of them at once on
-    free workers); the fields after it are optional.
+    free workers); the fields after it are optional, each with the default a small
+    material set suits (AdamW, cosine schedule with a one-epoch warm-up, the model's
+    own input size). ``timeBudgetSeconds`` stops the run after the epoch that passes it.
     """
 
     model_id: int
@@ -61,6 +65,17 @@ class TrainingStartCreate(ApiModel):
     feature_extraction: bool = False
     class_balance: ClassBalance = ClassBalance.NONE
     early_stopping_metric: MonitoredMetric = MonitoredMetric.VAL_LOSS
+    early_stopping_patience: int = Field(3, ge=1, le=100)
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    optimizer: OptimizerName = OptimizerName.ADAMW
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    schedule: ScheduleName = ScheduleName.COSINE
+    warmup_epochs: int = Field(1, ge=0, le=100)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    head_learning_rate_multiplier: float = Field(1.0, gt=0, le=100)
+    image_size_px: int | None = Field(None, ge=16, le=1024)
+    seed: int = 0
+    time_budget_seconds: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_outer_loop(self) -> TrainingStartCreate:
@@ -99,6 +114,17 @@ class TrainingStartCreate(ApiModel):
             feature_extraction=self.feature_extraction,
             class_balance=self.class_balance,
             early_stopping_metric=self.early_stopping_metric,
+            early_stopping_patience=self.early_stopping_patience,
+            early_stopping_min_delta=self.early_stopping_min_delta,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+            label_smoothing=self.label_smoothing,
+            head_learning_rate_multiplier=self.head_learning_rate_multiplier,
+            image_size_px=self.image_size_px,
+            seed=self.seed,
+            time_budget_seconds=self.time_budget_seconds,
         )
         return TrainingJobConfig(
             model_id=self.model_id,
