@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from kai.cli.main import app
 from kai.config import Settings
 from kai.db.engine import Database
-from kai.db.tables import Job
+from kai.db.tables import Job, ModelEvaluation
 from kai.storage.blobs import LocalBlobStore
 from training.training_factories import dataset_zip, import_dataset, import_model, tiny_weights
 
@@ -58,6 +59,21 @@ def test_train_watch_follows_a_quick_trial_and_jobs_watch_replays_it(
     code, _, err = kai(settings, "jobs", "watch", "9999")
     assert code == 1
     assert "9999" in err
+
+    # The run's evaluation in full, its plots written as PNG files.
+    with database.session() as session:
+        [evaluation] = session.scalars(select(ModelEvaluation)).all()
+    plots = tmp_path / "plots"
+    code, out, err = kai(settings, "model", "evaluation", str(evaluation.id), "--plots", str(plots))
+    assert code == 0, err
+    assert "ceramic" in out and "stone" in out and "support" in out
+    assert "fitted on the validation split" in out
+    written = sorted(path.name for path in plots.iterdir())
+    assert written == [
+        f"evaluation-{evaluation.id}-confusion-matrix.png",
+        f"evaluation-{evaluation.id}-reliability-diagram.png",
+    ]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in plots.iterdir())
 
 
 def test_train_refuses_options_that_do_not_go_together(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from kai.evaluation import (
     reliability_bins,
 )
 from kai.evaluation.calibration import negative_log_likelihood, softmax
+from kai.models.formats.preprocessing import apply_temperature
 
 
 def calibrated_set(num_samples: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -86,3 +87,30 @@ def test_calibration_after_temperature_is_better_for_an_overconfident_model() ->
     assert calibration.temperature > 1.0
     assert calibration.ece_after_temperature < calibration.ece / 3
     assert calibration.nll_after_temperature < calibration.nll
+
+
+def test_a_temperature_fitted_on_validation_calibrates_held_out_predictions() -> None:
+    validation_logits, validation_targets = overconfident_logits(seed=1)
+    test_logits, test_targets = overconfident_logits(seed=2)
+    temperature = fit_temperature(validation_logits, validation_targets)
+
+    held_out = compute_calibration(
+        softmax(test_logits), test_targets, logits=test_logits, temperature=temperature
+    )
+    assert held_out.temperature == temperature
+    assert held_out.temperature_fitted_on == "validation"
+    assert held_out.to_json()["temperatureFittedOn"] == "validation"
+    assert held_out.ece_after_temperature < held_out.ece / 4
+    refitted = compute_calibration(softmax(test_logits), test_targets, logits=test_logits)
+    assert refitted.temperature_fitted_on == "evaluated"
+    assert refitted.temperature != temperature
+
+
+def test_probabilities_take_a_stored_temperature_as_the_logits_would() -> None:
+    logits, _ = overconfident_logits(num_samples=50)
+    probabilities = softmax(logits)
+    softened = apply_temperature(probabilities, 3.0)
+    np.testing.assert_allclose(softened, softmax(logits, 3.0), rtol=1e-4, atol=1e-6)
+    assert (softened.argmax(axis=1) == probabilities.argmax(axis=1)).all()
+    assert softened.max(axis=1).mean() < probabilities.max(axis=1).mean()
+    np.testing.assert_allclose(apply_temperature(probabilities, None), probabilities, rtol=1e-6)

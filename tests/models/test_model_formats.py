@@ -14,6 +14,7 @@ from model_factories import (
     garbage_file,
     linear_onnx_graph,
     onnx_bundle,
+    photo_bytes,
     reference_probabilities,
     sample_batch,
     save_onnx,
@@ -25,9 +26,12 @@ from model_factories import (
     tiny_model,
 )
 
+from kai.config import Settings
 from kai.errors import InvalidInput, UnsafeModelFile
+from kai.models import predict_images
 from kai.models.formats import FeatureExtractor, ImportOptions, create_format_registry
 from kai.models.formats.onnx_graphs import check_external_data
+from kai.security.images import ImageLimits
 
 OPTIONS = ImportOptions(architecture=TINY_ARCHITECTURE, input_size_px=(SIZE_PX, SIZE_PX))
 
@@ -269,3 +273,25 @@ def test_plugins_load_only_when_asked(npz_plugin: str) -> None:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_predictions_take_the_temperature_a_version_keeps(tmp_path: Path) -> None:
+    registry = create_format_registry()
+    path = save_safetensors(tiny_model(num_classes=3), tmp_path / "w.safetensors")
+    inspection = registry.get("pytorch_state_dict").inspect(path, OPTIONS)
+    artifacts = registry.get("pytorch_state_dict").prepare(path, inspection, tmp_path)
+    plain = registry.get("pytorch_state_dict").load(artifacts[0].path.parent, inspection.spec)
+    warm = inspection.spec.model_copy(update={"temperature": 4.0})
+    softened = registry.get("pytorch_state_dict").load(artifacts[0].path.parent, warm)
+    images = [("a.png", photo_bytes(1)), ("b.png", photo_bytes(2))]
+    limits = ImageLimits.from_settings(Settings())
+
+    raw = predict_images(plain, images, limits=limits, top_k=3)
+    calibrated = predict_images(softened, images, limits=limits, top_k=3)
+
+    for before, after in zip(raw, calibrated, strict=True):
+        assert [s.index for s in after.top] == [s.index for s in before.top]
+        assert after.top[0].probability < before.top[0].probability
+        logits = np.log([s.probability for s in before.top]) / 4.0
+        expected = np.exp(logits) / np.exp(logits).sum()
+        np.testing.assert_allclose([s.probability for s in after.top], expected, atol=1e-4)

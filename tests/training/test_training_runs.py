@@ -92,8 +92,14 @@ def assert_trained_version(
         assert version.provenance["fromVersionId"] == results["fromVersionId"]
         assert version.provenance["datasetVersionId"] == results["datasetVersionId"]
         assert version.class_names == dataset_classes
-        assert list_evaluations(session, version.id), "the evaluation was recorded"
+        evaluations = list_evaluations(session, version.id)
+        assert evaluations, "the evaluation was recorded"
         request = load_request_for(session, version)
+    # The temperature is fitted on validation, kept with the version and measured on test.
+    calibration = evaluations[0].metrics["calibration"]
+    assert calibration["temperatureFittedOn"] == "validation"
+    assert request.spec.temperature == calibration["temperature"]
+    assert results["calibration"]["temperature"] == calibration["temperature"]
     cache = PredictorCache(blobs, blobs.root.parent / "model-cache")
     predictor = cache.get(request)
     photo = image_bytes(COLOURS["stone"], 99)

@@ -1,13 +1,16 @@
-"""``kai model evaluate`` and ``kai model evaluations``: score a model and compare its scores.
+"""``kai model evaluate``, ``evaluations`` and ``evaluation``: score a model and read its scores.
 
 ``evaluate`` queues the same ``model.evaluate`` job as the API and, with
 ``--wait`` (the default), follows it and prints the headline metrics;
-``evaluations`` lists every version's evaluations side by side.
+``evaluations`` lists every version's evaluations side by side;
+``evaluation`` shows one in full (each class, calibration) and, with
+``--plots DIR``, writes its confusion matrix and reliability diagram as PNG.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,12 +24,15 @@ from kai.evaluation import (
     EvaluationSplit,
     EvaluationStart,
     EvaluationView,
+    PlotKind,
     get_evaluation,
     headline,
     list_model_evaluations,
+    read_plot,
     start_evaluation,
 )
 from kai.jobs.records import get_job
+from kai.runtime import Runtime
 
 _HEADLINE_COLUMNS = ("accuracy", "balancedAccuracy", "top3Accuracy", "macroF1", "logLoss", "ece")
 
@@ -46,6 +52,9 @@ def evaluate_command(
         typer.Option(help="test, val, train or all; test, else val, else all"),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the evaluation and print its metrics")] = True,
+    plots: Annotated[
+        Path | None, typer.Option(help="Write the evaluation's plots as PNG into this folder")
+    ] = None,
 ) -> None:
     """Evaluate a model version on a dataset version's samples."""
     with open_runtime(ctx) as runtime:
@@ -71,6 +80,56 @@ def evaluate_command(
             result = get_job(session, job_id).result or {}
             view = get_evaluation(session, int(result["evaluationId"]))
             _out().print(_table([view], title=f"Evaluation {view.evaluation.id}"))
+        if plots is not None:
+            _write_plots(runtime, view.evaluation.id, plots)
+
+
+def evaluation_command(
+    ctx: typer.Context,
+    evaluation_id: Annotated[int, typer.Argument(help="The evaluation's id")],
+    plots: Annotated[
+        Path | None, typer.Option(help="Write its plots as PNG into this folder")
+    ] = None,
+) -> None:
+    """Show one evaluation: its headline, each class, its calibration; write its plots."""
+    with open_runtime(ctx) as runtime:
+        with runtime.db.session() as session:
+            view = get_evaluation(session, evaluation_id)
+        metrics = view.evaluation.metrics
+        _out().print(_table([view], title=f"Evaluation {evaluation_id}"))
+        _out().print(_class_table(metrics.get("perClass", [])))
+        _out().print(_calibration_text(metrics.get("calibration", {})))
+        if plots is not None:
+            _write_plots(runtime, evaluation_id, plots)
+
+
+def _class_table(classes: list[dict[str, Any]]) -> Table:
+    table = Table("class", "precision", "recall", "f1", "support", title="Per class")
+    for row in classes:
+        numbers = [_number(row.get(name)) for name in ("precision", "recall", "f1")]
+        table.add_row(str(row.get("className")), *numbers, str(row.get("support", "-")))
+    return table
+
+
+def _calibration_text(calibration: dict[str, Any]) -> str:
+    if not calibration:
+        return "No calibration recorded"
+    fitted_on = calibration.get("temperatureFittedOn", "evaluated")
+    source = "the validation split" if fitted_on == "validation" else "this evaluation"
+    return (
+        f"Calibration: ECE {_number(calibration.get('ece'))}, "
+        f"{_number(calibration.get('eceAfterTemperature'))} at temperature "
+        f"{_number(calibration.get('temperature'))} (fitted on {source})"
+    )
+
+
+def _write_plots(runtime: Runtime, evaluation_id: int, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with runtime.db.session() as session:
+        for kind in PlotKind:
+            path = folder / f"evaluation-{evaluation_id}-{kind.value}.png"
+            path.write_bytes(read_plot(session, runtime.blobs, evaluation_id, kind))
+            _err().print(f"Wrote {path}")
 
 
 def evaluations_command(
@@ -125,6 +184,10 @@ def _table(views: list[EvaluationView], *, title: str) -> Table:
 
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _number(value: Any) -> str:
+    return _cell(float(value)) if isinstance(value, int | float) else "-"
 
 
 def _out() -> Console:

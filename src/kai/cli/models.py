@@ -21,7 +21,7 @@ from rich.table import Table
 
 from kai.cli._context import open_runtime
 from kai.cli.datasets import _follow
-from kai.cli.evaluations import evaluate_command, evaluations_command
+from kai.cli.evaluations import evaluate_command, evaluation_command, evaluations_command
 from kai.db.tables import JobState, Model, ModelVersion
 from kai.errors import InvalidInput, KaiError
 from kai.models import (
@@ -47,6 +47,7 @@ from kai.runtime import Runtime
 app = typer.Typer(help="Upload and inspect models.", no_args_is_help=True)
 app.command("evaluate")(evaluate_command)
 app.command("evaluations")(evaluations_command)
+app.command("evaluation")(evaluation_command)
 
 
 @app.command("upload")

@@ -63,10 +63,14 @@ class Calibration:
     Attributes:
         ece: Expected calibration error of the probabilities as given.
         bins: The reliability diagram's bins.
-        temperature: The fitted temperature.
+        temperature: The temperature: the model version's own, fitted on validation
+            by its training job, or else fitted on these predictions.
         ece_after_temperature: ECE once the logits are divided by ``temperature``.
         nll: Mean negative log-likelihood before scaling.
         nll_after_temperature: Mean negative log-likelihood after scaling.
+        temperature_fitted_on: ``validation`` (the version's own temperature) or
+            ``evaluated`` (fitted on these predictions, so the after-scaling figures
+            are optimistic).
     """
 
     ece: float
@@ -75,6 +79,7 @@ class Calibration:
     ece_after_temperature: float
     nll: float
     nll_after_temperature: float
+    temperature_fitted_on: str = "evaluated"
 
     def to_json(self) -> dict[str, Any]:
         """The calibration as part of the stored metrics document."""
@@ -86,6 +91,7 @@ class Calibration:
             "eceAfterTemperature": self.ece_after_temperature,
             "nll": self.nll,
             "nllAfterTemperature": self.nll_after_temperature,
+            "temperatureFittedOn": self.temperature_fitted_on,
         }
 
 
@@ -178,7 +184,11 @@ def fit_temperature(logits_or_log_probs: np.ndarray, targets: np.ndarray) -> flo
 
 
 def compute_calibration(
-    probabilities: np.ndarray, targets: np.ndarray, *, logits: np.ndarray | None = None
+    probabilities: np.ndarray,
+    targets: np.ndarray,
+    *,
+    logits: np.ndarray | None = None,
+    temperature: float | None = None,
 ) -> Calibration:
     """ECE, reliability bins and temperature scaling of one set of predictions.
 
@@ -187,10 +197,14 @@ def compute_calibration(
         targets: True class indices, shape ``(N,)``.
         logits: The logits behind ``probabilities``, shape ``(N, C)``; their
             log-probabilities stand in when None.
+        temperature: The model's temperature, fitted on its validation split; fitted
+            on these predictions when None.
     """
     if logits is None:
         logits = np.log(np.clip(probabilities, 1e-12, 1.0))
-    temperature = fit_temperature(logits, targets)
+    fitted_on = "evaluated" if temperature is None else "validation"
+    if temperature is None:
+        temperature = fit_temperature(logits, targets)
     scaled = softmax(logits, temperature)
     return Calibration(
         ece=expected_calibration_error(probabilities, targets),
@@ -199,4 +213,5 @@ def compute_calibration(
         ece_after_temperature=expected_calibration_error(scaled, targets),
         nll=negative_log_likelihood(logits, targets, 1.0),
         nll_after_temperature=negative_log_likelihood(logits, targets, temperature),
+        temperature_fitted_on=fitted_on,
     )

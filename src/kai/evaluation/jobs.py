@@ -172,6 +172,7 @@ def run_evaluation(ctx: JobContext) -> dict[str, Any]:
         np.array([sample.target for sample in kept]),
         class_names=mapping.class_names,
         sample_ids=[sample.uid for sample in kept],
+        temperature=load_request.spec.temperature,
     )
     evaluation = replace(evaluation, details=_details(config, mapping, len(samples), len(kept)))
 

@@ -71,6 +71,7 @@ def evaluate(
     class_names: Sequence[str],
     sample_ids: Sequence[str],
     logits: np.ndarray | None = None,
+    temperature: float | None = None,
 ) -> Evaluation:
     """Score predictions: metrics, calibration and temperature scaling.
 
@@ -81,6 +82,8 @@ def evaluate(
         sample_ids: The ``N`` samples' ids (dataset sample uids).
         logits: The logits behind ``probabilities``, shape ``(N, C)``, when known;
             temperature scaling then fits them rather than log-probabilities.
+        temperature: The model's own temperature, fitted on validation; fitted on
+            these predictions when None.
 
     Raises:
         InvalidInput: The inputs' shapes or values do not fit together.
@@ -92,7 +95,9 @@ def evaluate(
     )
     if logits is not None:
         logits = np.asarray(logits, dtype=np.float64)
-    calibration = compute_calibration(probabilities, targets, logits=logits)
+    calibration = compute_calibration(
+        probabilities, targets, logits=logits, temperature=temperature
+    )
     logger.debug(
         "Evaluated %d samples: accuracy %.4f, ECE %.4f",
         metrics.num_samples,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from kai.db.tables import ModelVersion
 from kai.errors import InvalidInput, UnsafeModelFile
 from kai.models.formats import FormatRegistry, ModelSpec, Predictor, create_format_registry
+from kai.models.formats.preprocessing import apply_temperature
 from kai.models.records import list_artifacts
 from kai.security.images import ImageLimits, process_image
 from kai.security.model_files import file_sha256
@@ -157,6 +158,8 @@ def predict_images(
 ) -> list[ImagePrediction]:
     """The ``top_k`` classes of each image, checked as untrusted files first.
 
+    A version whose training fitted a temperature gives its calibrated probabilities.
+
     Raises:
         InvalidImage: A file is not an acceptable image; the message names it.
         InvalidInput: No images, or ``top_k`` out of range.
@@ -166,7 +169,7 @@ def predict_images(
     if not 1 <= top_k <= MAX_TOP_K:
         raise InvalidInput(f"topK must be between 1 and {MAX_TOP_K}, not {top_k}")
     decoded = [_decode(data, name, limits) for name, data in images]
-    probabilities = predictor.predict(decoded)
+    probabilities = apply_temperature(predictor.predict(decoded), predictor.spec.temperature)
     names = predictor.spec.class_names
     return [
         ImagePrediction(name, _top(row, names, top_k))

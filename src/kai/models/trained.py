@@ -79,6 +79,8 @@ class TrainedVersion:
             such as a transformers version's ``config.json``.
         head_layer: The classification layer's name, recorded in the spec for formats
             that read features before it; None lets the format find it.
+        temperature: The temperature fitted on the validation split, which calibrates
+            the version's predictions.
     """
 
     parent_id: int
@@ -96,6 +98,7 @@ class TrainedVersion:
     safety_checks: Sequence[str] = (WEIGHTS_CHECK,)
     extra_files: Sequence[StoredFile] = ()
     head_layer: str | None = None
+    temperature: float | None = None
 
 
 def create_trained_version(session: Session, trained: TrainedVersion) -> ModelVersion:
@@ -133,6 +136,7 @@ def _new_version(
         input=trained.input_spec,
         class_names=list(trained.class_names),
         graph_output=trained.head_layer,
+        temperature=trained.temperature,
     )
     inspection = Inspection(
         spec=spec,

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from kai import datasets, models
 from kai.db.tables import DatasetVersion, ModelArtifact, ModelVersion
 from kai.errors import InvalidImage, InvalidInput, NotFound
-from kai.evaluation import Evaluation, headline, record_model_evaluation
+from kai.evaluation import Evaluation, fit_temperature, headline, record_model_evaluation
 from kai.evaluation import evaluate as evaluate_predictions
 from kai.jobs.context import JobContext
 from kai.jobs.events import list_events
@@ -729,14 +729,16 @@ def restore_best(ctx: JobContext, state: RunState, config: TrainingConfig) -> No
 
 
 def evaluate_final(ctx: JobContext, plan: Plan, state: RunState) -> Evaluation:
-    """The kept network scored on the test split, or on validation when there is none."""
+    """The kept network scored on the test split, or on validation when there is none.
+
+    The temperature that calibrates its probabilities is fitted on the validation
+    split, so the test split's after-scaling figures measure it honestly.
+    """
+    val_logits, val_target = _predict_split(ctx, state, "val")
+    temperature = fit_temperature(val_logits.numpy(), val_target.numpy())
     split = "test" if "test" in state.loaders else "val"
-    _, logits, target = evaluate(
-        state.network,
-        state.loaders[split],
-        loss_fn=state.loss_fn,
-        after_batch=lambda _: ctx.check_cancelled(),
-        device=state.device,
+    logits, target = (
+        _predict_split(ctx, state, split) if split == "test" else (val_logits, val_target)
     )
     samples = plan.samples.test if split == "test" else plan.samples.val
     evaluation = evaluate_predictions(
@@ -745,8 +747,23 @@ def evaluate_final(ctx: JobContext, plan: Plan, state: RunState) -> Evaluation:
         class_names=plan.samples.classes,
         sample_ids=[sample.uid for sample in samples],
         logits=logits.numpy(),
+        temperature=temperature,
     )
     return replace(evaluation, details={**evaluation.details, "split": split})
+
+
+def _predict_split(
+    ctx: JobContext, state: RunState, split: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's logits ``(N, C)`` and the targets ``(N,)`` of one split."""
+    _, logits, target = evaluate(
+        state.network,
+        state.loaders[split],
+        loss_fn=state.loss_fn,
+        after_batch=lambda _: ctx.check_cancelled(),
+        device=state.device,
+    )
+    return logits, target
 
 
 def write_results(
@@ -797,6 +814,7 @@ def write_results(
         head_over_parent=head is not None,
         details=stored.details,
         safety_checks=stored.safety_checks,
+        temperature=evaluation.calibration.temperature,
         extra_files=stored.extra_files,
         head_layer=stored.head_layer,
     )
@@ -823,9 +841,20 @@ def write_results(
         "finalMetrics": final,
         "bestMetrics": best,
         "evaluation": headline(evaluation.to_json()) | {"split": evaluation.details["split"]},
+        "calibration": _calibration_summary(evaluation),
         "diagnosis": findings,
         "device": state.device.label,
         **extra,
+    }
+
+
+def _calibration_summary(evaluation: Evaluation) -> dict[str, Any]:
+    calibration = evaluation.calibration
+    return {
+        "temperature": calibration.temperature,
+        "fittedOn": calibration.temperature_fitted_on,
+        "ece": calibration.ece,
+        "eceAfterTemperature": calibration.ece_after_temperature,
     }
 
 

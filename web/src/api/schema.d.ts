@@ -1669,6 +1669,11 @@ export interface components {
             numClasses: number;
             /** Classnames */
             classNames: string[];
+            /**
+             * Temperature
+             * @description Calibrates predictions; fitted on validation by the training job
+             */
+            temperature?: number | null;
             /** Parametercount */
             parameterCount: number | null;
             /** Layergroups */

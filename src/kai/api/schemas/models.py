@@ -101,6 +101,9 @@ class ModelVersionRead(ApiModel):
     input_spec: InputSpecRead | None
     num_classes: int
     class_names: list[str]
+    temperature: float | None = Field(
+        None, description="Calibrates predictions; fitted on validation by the training job"
+    )
     parameter_count: int | None
     layer_groups: list[LayerGroupRead]
     provenance: dict[str, Any]
@@ -133,6 +136,7 @@ class ModelVersionRead(ApiModel):
             input_spec=InputSpecRead(**version.input_spec) if version.input_spec else None,
             num_classes=version.num_classes,
             class_names=[str(name) for name in version.class_names],
+            temperature=version.inspection.get("spec", {}).get("temperature"),
             parameter_count=version.parameter_count,
             layer_groups=[LayerGroupRead(**group) for group in version.layer_groups],
             provenance=version.provenance,

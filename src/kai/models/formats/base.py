@@ -102,6 +102,9 @@ class ModelSpec(BaseModel):
         graph_input: The graph input fed, for graph formats.
         graph_output: The graph output read, for graph formats.
         outputs_probabilities: The model ends in a softmax already.
+        temperature: Divides the logits before the softmax of a prediction, fitted on
+            the validation split by the training job that wrote the version so its
+            confidence matches its accuracy; None leaves predictions as the model gives.
     """
 
     format: str
@@ -112,6 +115,7 @@ class ModelSpec(BaseModel):
     graph_input: str | None = None
     graph_output: str | None = None
     outputs_probabilities: bool = False
+    temperature: float | None = Field(None, gt=0)
 
 
 class Inspection(BaseModel):

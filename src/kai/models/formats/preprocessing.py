@@ -48,6 +48,18 @@ def softmax(logits: NDArray[Any]) -> FloatArray:
     return result
 
 
+def apply_temperature(probabilities: NDArray[Any], temperature: float | None) -> FloatArray:
+    """Probabilities ``(N, C)`` as the logits divided by ``temperature`` give them.
+
+    ``softmax(logits / T)`` equals the softmax of ``log(p) / T``, since log-probabilities
+    differ from the logits by one constant per row; None or 1 changes nothing.
+    """
+    values: FloatArray = np.asarray(probabilities, dtype=np.float32)
+    if temperature is None or temperature == 1.0:
+        return values
+    return softmax(np.log(np.clip(values, 1e-12, None)) / temperature)
+
+
 def scores_as_features(values: NDArray[Any], *, probabilities: bool) -> FloatArray:
     """A model's class scores ``(N, num_classes)`` as features for a new head to train on.
 
