@@ -25,7 +25,14 @@ from typing import Protocol
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,7 +46,7 @@ CHROMIUM_ARGS = [
 ]
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "browser-test-password"
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 PANEL_INDEX = Path(__file__).resolve().parents[2] / "src" / "kai" / "web" / "dist" / "index.html"
 STARTUP_SECONDS = 60.0
 
@@ -274,11 +281,61 @@ def _upload_dataset(api: ApiSession, archive: Path, name: str) -> dict[str, int]
         )
     assert answer.status_code < 300, answer.text
     created: dict[str, int] = answer.json()
-    deadline = time.monotonic() + 120
+    _wait_for_import(api, created["jobId"], deadline_seconds=120)
+    return created
+
+
+def _wait_for_import(api: ApiSession, job_id: int, *, deadline_seconds: float) -> None:
+    deadline = time.monotonic() + deadline_seconds
     while time.monotonic() < deadline:
-        job = api.client.get(f"/api/admin/jobs/{created['jobId']}").json()
+        job = api.client.get(f"/api/admin/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             assert job["status"] == "succeeded", job
-            return created
+            return
         time.sleep(0.3)
-    pytest.fail(f"The import job {created['jobId']} did not finish")
+    pytest.fail(f"The import job {job_id} did not finish")
+
+
+TINY_ARCHITECTURE = "test_efficientnet"
+
+# Written in a child process, so torch's threads never share the process that drives the browser.
+_WRITE_MODEL = """
+import sys
+import timm
+from safetensors.torch import save_file
+model = timm.create_model(sys.argv[1], pretrained=False, num_classes=2)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[2])
+"""
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path: Path) -> Path:
+    """A two-class ``test_efficientnet`` state dict as safetensors."""
+    path = tmp_path / "tiny-efficientnet.safetensors"
+    command = [sys.executable, "-c", _WRITE_MODEL, TINY_ARCHITECTURE, str(path)]
+    subprocess.run(command, check=True, timeout=120)
+    return path
+
+
+UploadedModel = Callable[[str], dict[str, int]]
+
+
+@pytest.fixture
+def uploaded_model(api_session: ApiSession, tiny_model_file: Path) -> UploadedModel:
+    """Uploads the tiny model under a name through the API and waits for its import."""
+    return lambda name: _upload_model(api_session, tiny_model_file, name)
+
+
+def _upload_model(api: ApiSession, model_file: Path, name: str) -> dict[str, int]:
+    with model_file.open("rb") as file:
+        answer = api.client.post(
+            "/api/admin/models/upload",
+            files={"file": (model_file.name, file, "application/octet-stream")},
+            data={"name": name, "framework": "pytorch", "architecture": TINY_ARCHITECTURE},
+            headers={"X-CSRF-Token": api.csrf_token},
+        )
+    assert answer.status_code < 300, answer.text
+    created: dict[str, int] = answer.json()
+    # The import inspects the model in a sandboxed child process that imports torch.
+    _wait_for_import(api, created["jobId"], deadline_seconds=180)
+    return created

@@ -8,37 +8,15 @@ quality report that every import produces.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from .conftest import DatasetZip, SignIn, UploadedDataset
+from .conftest import TINY_ARCHITECTURE, DatasetZip, SignIn, UploadedDataset
 
 # Model import and training run in sandboxed child processes that import torch.
 SLOW_JOB_MS = 180_000
-ARCHITECTURE = "test_efficientnet"
-
-
-# Written in a child process, so torch's threads never share the process that drives the browser.
-_WRITE_MODEL = """
-import sys
-import timm
-from safetensors.torch import save_file
-model = timm.create_model(sys.argv[1], pretrained=False, num_classes=2)
-save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[2])
-"""
-
-
-@pytest.fixture
-def tiny_model_file(tmp_path: Path) -> Path:
-    """A two-class ``test_efficientnet`` state dict as safetensors."""
-    path = tmp_path / "tiny-efficientnet.safetensors"
-    command = [sys.executable, "-c", _WRITE_MODEL, ARCHITECTURE, str(path)]
-    subprocess.run(command, check=True, timeout=120)
-    return path
+ARCHITECTURE = TINY_ARCHITECTURE
 
 
 def _nav(page: Page, name: str) -> Locator:
@@ -93,8 +71,8 @@ def test_uploaded_model_is_listed_and_trains_on_a_dataset(
     page.get_by_role("button", name="Train").click()
     form = page.get_by_role("dialog", name="Train a model")
     form.get_by_label("Model", exact=True).select_option(label="Tiny tile classifier")
-    form.get_by_label("Epochs").fill("1")
-    form.get_by_label("Batch size").fill("4")
+    form.get_by_label("Epochs", exact=True).fill("1")
+    form.get_by_label("Batch size", exact=True).fill("4")
     page.screenshot(path=screenshot_dir / "models-05-train-form.png")
     form.get_by_role("button", name="Start training").click()
 
@@ -131,8 +109,8 @@ def test_a_search_started_from_the_panel_lists_its_trials(
     page.get_by_role("button", name="Train").click()
     form = page.get_by_role("dialog", name="Train a model")
     form.get_by_label("Model", exact=True).select_option(label="Searched classifier")
-    form.get_by_label("Epochs").fill("1")
-    form.get_by_label("Batch size").fill("4")
+    form.get_by_label("Epochs", exact=True).fill("1")
+    form.get_by_label("Batch size", exact=True).fill("4")
     expect(form.get_by_label("Search trials")).to_have_count(0)
     form.get_by_label("Search the hyperparameters").check()
     form.get_by_label("Search trials").fill("2")
