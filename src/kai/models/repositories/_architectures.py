@@ -13,7 +13,6 @@ starts from new random weights and refuses what needs learned features
 from __future__ import annotations
 
 import importlib.metadata
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 from kai.errors import InvalidInput
 from kai.models.formats.base import ImportOptions
 from kai.models.repositories._base import FetchedModel, Repository, fill_options
+from kai.models.repositories._torch_hub import ARCHITECTURE_NAME, LIBRARIES
 
 if TYPE_CHECKING:
     from kai.models.formats.architectures import Architecture
 
-LIBRARIES = ("timm", "torchvision")
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 FILE_NAME = "untrained.safetensors"
 # Weights drawn from this seed, so the same architecture id always starts alike.
 WEIGHT_SEED = 0
@@ -44,7 +42,7 @@ def check_reference(reference: str) -> tuple[str | None, str]:
         InvalidInput: The id names another library or is not a name.
     """
     library, _, name = reference.strip().rpartition(":")
-    if (library and library not in LIBRARIES) or not _NAME.match(name):
+    if (library and library not in LIBRARIES) or not ARCHITECTURE_NAME.match(name):
         raise InvalidInput(
             f"Architecture id {reference!r} is not NAME, timm:NAME or torchvision:NAME, "
             "such as resnet18 or timm:efficientnet_lite0",

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 LIBRARIES = ("torchvision", "timm")
 _HASH_PREFIX = re.compile(r"-([a-f0-9]+)\.")
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+ARCHITECTURE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 
 
 def is_repository_code(reference: str) -> bool:
@@ -49,7 +49,7 @@ def is_repository_code(reference: str) -> bool:
 def check_reference(reference: str) -> None:
     """Refuse an id that names no library and architecture, before any job runs."""
     library, _, name = reference.partition(":")
-    if library not in LIBRARIES or not _NAME.match(name):
+    if library not in LIBRARIES or not ARCHITECTURE_NAME.match(name):
         raise InvalidInput(
             f"PyTorch Hub model id {reference!r} is not LIBRARY:ARCHITECTURE with library one "
             f"of {', '.join(LIBRARIES)}, such as torchvision:resnet18 or timm:efficientnet_lite0",
